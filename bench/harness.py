@@ -1,0 +1,117 @@
+"""A whole platform for a benchmark run: embedded servers, Uvicorn, Celery workers.
+
+Every bench script starts its own stack on free ports in a temporary directory, so the
+numbers it prints compare the platform with a baseline measured in the same run, on the
+same servers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from jobplatform.devstack import Stack, die_with_parent, free_port, wait_for_port
+
+
+class Platform:
+    def __init__(self, *, workers: int = 1, concurrency: int = 2, web: bool = True, beat: bool = True,
+                 extra_env: dict | None = None):
+        self.base = Path(tempfile.mkdtemp(prefix="jobplatform-bench-"))
+        self.stack = Stack(self.base / "services", durable=False)
+        self.workers, self.concurrency, self.web, self.beat = workers, concurrency, web, beat
+        self.extra_env = extra_env or {}
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Platform:
+        env = {"DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "bench-secret", "DJANGO_SECURE_COOKIES": "0",
+               "JOBPLATFORM_ENV_FILE": "", "DJANGO_SETTINGS_MODULE": "jobplatform.settings",
+               "THROTTLE_JOB_CREATE": "1000000/min", "THROTTLE_UPLOAD": "1000000/min", "LOG_LEVEL": "WARNING",
+               **self.extra_env}
+        for name in ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT_URL"):
+            os.environ.pop(name, None)
+        os.environ.update(env)
+        os.environ.update(self.stack.start(os.environ))
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        call_command("ensure_buckets", stdout=open(os.devnull, "w"))
+        if self.web:
+            self._spawn("web", [sys.executable, "-m", "uvicorn", "jobplatform.asgi:application", "--host",
+                                "127.0.0.1", "--port", str(self.port), "--no-access-log", "--log-level", "warning"])
+            wait_for_port(self.port, 60, self.procs["web"], "uvicorn")
+        for i in range(self.workers):
+            self._spawn(f"worker{i}", [sys.executable, "-m", "celery", "-A", "jobplatform", "worker", "-Q",
+                                       "jobs,maintenance", "--concurrency", str(self.concurrency), "--loglevel",
+                                       "WARNING", "-n", f"bench{i}@%h", "--without-gossip", "--without-mingle"])
+        if self.beat:
+            self._spawn("beat", [sys.executable, "-m", "celery", "-A", "jobplatform", "beat", "--loglevel",
+                                 "WARNING", "-s", str(self.base / "beat-schedule")])
+        self._wait_for_workers()
+        return self
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        with open(self.base / f"{name}.log", "ab") as log:
+            self.procs[name] = subprocess.Popen(args, env=dict(os.environ), cwd=ROOT, stdout=log,
+                                                stderr=subprocess.STDOUT, start_new_session=True,
+                                                preexec_fn=die_with_parent(signal.SIGKILL))
+
+    def _wait_for_workers(self) -> None:
+        from jobplatform.celery import app
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and self.workers:
+            replies = app.control.ping(timeout=1.0) or []
+            if len(replies) >= self.workers:
+                return
+        if self.workers:
+            raise RuntimeError("celery workers did not answer within 60s")
+
+    def user_and_token(self, username: str = "bench") -> tuple[object, str]:
+        from django.contrib.auth import get_user_model
+        from rest_framework.authtoken.models import Token
+
+        user, _ = get_user_model().objects.get_or_create(username=username)
+        user.set_password("bench-password-123")
+        user.save()
+        token, _ = Token.objects.get_or_create(user=user)
+        return user, token.key
+
+    def pid(self, name: str) -> int:
+        return self.procs[name].pid
+
+    def __exit__(self, *exc) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        from django.db import connections
+
+        connections.close_all()
+        self.stack.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def table(rows: list[tuple], headers: tuple) -> str:
+    cells = [tuple(str(c) for c in headers)] + [tuple(str(c) for c in r) for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)

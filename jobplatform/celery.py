@@ -1,0 +1,11 @@
+"""The Celery app. Queues are named in jobs.tasks.Queue; configuration lives in settings."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jobplatform.settings")
+
+app = Celery("jobplatform")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

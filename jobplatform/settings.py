@@ -1,0 +1,292 @@
+"""Settings: every connection and limit comes from the environment, read here only.
+
+Development defaults let `make run` and the tests work with nothing set. With DEBUG off,
+the process refuses to start without a real secret key or with the default S3 keys.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# `make run` writes how to reach its embedded services here, so that `manage.py ...` in a
+# second terminal talks to the same stack. Values already in the environment win.
+_env_file = os.environ.get("JOBPLATFORM_ENV_FILE", str(BASE_DIR / ".data" / "runtime.env"))
+if _env_file and Path(_env_file).is_file():
+    from dotenv import load_dotenv
+
+    load_dotenv(_env_file, override=False)
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
+
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+
+DEV_SECRET_KEY = "dev-only-insecure-secret-key"  # noqa: S105  (refused below unless DEBUG)
+SECRET_KEY = env("DJANGO_SECRET_KEY") or (DEV_SECRET_KEY if DEBUG else "")
+if not DEBUG and (not SECRET_KEY or SECRET_KEY == DEV_SECRET_KEY):
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is not set. With DJANGO_DEBUG off a real secret key is required "
+        "(for development, set DJANGO_DEBUG=1 or use `make run`)."
+    )
+
+ALLOWED_HOSTS = [h.strip() for h in env("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",")
+                 if h.strip()]
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in env("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "channels",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI / Redoc assets served locally, no CDN
+    "django_celery_results",
+    "storage",
+    "jobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "jobplatform.urls"
+ASGI_APPLICATION = "jobplatform.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database ------------------------------------------------------------------------------
+DATABASE_URL = env("DATABASE_URL")
+if not DATABASE_URL:
+    raise ImproperlyConfigured(
+        "DATABASE_URL is not set. `make run` starts an embedded PostgreSQL and sets it; "
+        "otherwise point it at a server, e.g. postgres://user:pass@127.0.0.1:5432/jobplatform"
+    )
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
+                                               conn_health_checks=True)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- redis: broker, channel layer, cache ---------------------------------------------------
+REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL]},
+    }
+}
+
+# --- object storage ------------------------------------------------------------------------
+STORAGE_BACKEND = env("STORAGE_BACKEND", "s3")  # "s3" or "local"
+if STORAGE_BACKEND not in ("s3", "local"):
+    raise ImproperlyConfigured(f"STORAGE_BACKEND must be 's3' or 'local', got {STORAGE_BACKEND!r}")
+S3_ENDPOINT_URL = env("S3_ENDPOINT_URL") or None  # None: AWS S3
+# Presigned URLs must name a host the browser can reach; in compose that is not the
+# internal service name.
+S3_PUBLIC_ENDPOINT_URL = env("S3_PUBLIC_ENDPOINT_URL") or S3_ENDPOINT_URL
+DEFAULT_S3_ACCESS_KEY = "jobplatform-dev"
+S3_ACCESS_KEY_ID = env("S3_ACCESS_KEY_ID", DEFAULT_S3_ACCESS_KEY)
+S3_SECRET_ACCESS_KEY = env("S3_SECRET_ACCESS_KEY", "jobplatform-dev-secret")
+S3_REGION = env("S3_REGION", "us-east-1")
+S3_ADDRESSING_STYLE = env("S3_ADDRESSING_STYLE", "path" if S3_ENDPOINT_URL else "auto")
+S3_INPUT_BUCKET = env("S3_INPUT_BUCKET", "job-inputs")
+S3_OUTPUT_BUCKET = env("S3_OUTPUT_BUCKET", "job-outputs")
+S3_KEY_PREFIX = (env("S3_KEY_PREFIX", "") or "").strip("/")
+S3_MAX_ATTEMPTS = env_int("S3_MAX_ATTEMPTS", 5)
+S3_CONNECT_TIMEOUT = env_int("S3_CONNECT_TIMEOUT", 5)
+S3_READ_TIMEOUT = env_int("S3_READ_TIMEOUT", 60)
+LOCAL_STORAGE_ROOT = Path(env("LOCAL_STORAGE_ROOT", str(BASE_DIR / ".data" / "objects")))
+if not DEBUG and STORAGE_BACKEND == "s3" and S3_ACCESS_KEY_ID == DEFAULT_S3_ACCESS_KEY:
+    raise ImproperlyConfigured(
+        "S3_ACCESS_KEY_ID/S3_SECRET_ACCESS_KEY are the development defaults. With DJANGO_DEBUG off "
+        "set real credentials (or STORAGE_BACKEND=local)."
+    )
+
+_s3_options = {
+    "access_key": S3_ACCESS_KEY_ID,
+    "secret_key": S3_SECRET_ACCESS_KEY,
+    "endpoint_url": S3_ENDPOINT_URL,
+    "region_name": S3_REGION,
+    "addressing_style": S3_ADDRESSING_STYLE,
+    "signature_version": "s3v4",
+    "file_overwrite": True,
+    "querystring_auth": True,
+}
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+if STORAGE_BACKEND == "s3":
+    STORAGES["inputs"] = {"BACKEND": "storages.backends.s3.S3Storage",
+                          "OPTIONS": {**_s3_options, "bucket_name": S3_INPUT_BUCKET}}
+    STORAGES["outputs"] = {"BACKEND": "storages.backends.s3.S3Storage",
+                           "OPTIONS": {**_s3_options, "bucket_name": S3_OUTPUT_BUCKET}}
+else:
+    STORAGES["inputs"] = {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                          "OPTIONS": {"location": str(LOCAL_STORAGE_ROOT / S3_INPUT_BUCKET)}}
+    STORAGES["outputs"] = {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                           "OPTIONS": {"location": str(LOCAL_STORAGE_ROOT / S3_OUTPUT_BUCKET)}}
+
+# Streaming upload: parts of 8..64 MiB, a bounded number in flight.
+UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 5 * 1024**3)
+UPLOAD_PART_SIZE = env_int("UPLOAD_PART_SIZE", 8 * 1024**2)
+UPLOAD_MAX_PARTS_IN_FLIGHT = env_int("UPLOAD_MAX_PARTS_IN_FLIGHT", 2)
+PRESIGNED_URL_MAX_EXPIRY = 86400
+PRESIGNED_URL_DEFAULT_EXPIRY = 3600
+
+# --- jobs ----------------------------------------------------------------------------------
+JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 5)
+JOB_RETRY_BACKOFF_BASE = float(env("JOB_RETRY_BACKOFF_BASE", "2"))  # seconds, doubled per attempt
+JOB_RETRY_BACKOFF_MAX = float(env("JOB_RETRY_BACKOFF_MAX", "300"))
+JOB_LEASE_SECONDS = env_int("JOB_LEASE_SECONDS", 30)  # a PROCESSING job without heartbeat for this long is re-queued
+JOB_HEARTBEAT_SECONDS = env_int("JOB_HEARTBEAT_SECONDS", 5)
+JOB_STUCK_SECONDS = env_int("JOB_STUCK_SECONDS", 60)  # CREATED/QUEUED for this long: its message is re-published
+JOB_MAX_WORKER_DEATHS = env_int("JOB_MAX_WORKER_DEATHS", 3)  # lease expiries before a job is a poison pill
+SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 10)
+JOB_PROGRESS_MIN_INTERVAL = float(env("JOB_PROGRESS_MIN_INTERVAL", "0.2"))  # at most 5 progress events a second
+
+# Extra processor modules to import (and so register) at start-up: a deployment's own job
+# types, or the tests' diagnostic ones. Comma-separated dotted module paths.
+PROCESSOR_MODULES = [m.strip() for m in env("PROCESSOR_MODULES", "").split(",") if m.strip()]
+
+# --- celery --------------------------------------------------------------------------------
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL)
+CELERY_RESULT_BACKEND = "django-db"
+CELERY_RESULT_EXTENDED = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "jobs"
+CELERY_TASK_ROUTES = {
+    "jobs.run_job": {"queue": "jobs"},
+    "jobs.sweep": {"queue": "maintenance"},
+    "jobs.noop": {"queue": "jobs"},
+    # Parked messages of dead jobs; no worker consumes this queue unless asked to.
+    "jobs.dead_letter": {"queue": "dead-letter"},
+}
+# The job row already says PROCESSING; a STARTED TaskResult row would be one more write per job.
+CELERY_TASK_TRACK_STARTED = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The lease sweeper, not Redis' visibility timeout, recovers jobs from dead workers; keep
+# the timeout above the longest hard time limit so Redis does not redeliver live work.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE = {
+    "sweep": {"task": "jobs.sweep", "schedule": float(SWEEP_INTERVAL_SECONDS)},
+}
+
+# --- web -----------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "job-list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / ".data" / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+WHITENOISE_USE_FINDERS = True  # no collectstatic step needed in development
+
+# Request bodies are streamed by the upload consumer; everything else is small.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 25,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_RATES": {
+        "job_create": env("THROTTLE_JOB_CREATE", "120/min"),
+        "upload": env("THROTTLE_UPLOAD", "60/min"),
+    },
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "jobplatform API",
+    "DESCRIPTION": "Upload files, run processing jobs on them, and download the results.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR", "SWAGGER_UI_FAVICON_HREF": "SIDECAR", "REDOC_DIST": "SIDECAR",
+}
+
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False  # the upload page's script reads it to send X-CSRFToken
+if not DEBUG:
+    SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
+    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+}

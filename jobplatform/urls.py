@@ -1,0 +1,16 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from jobs import health
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("jobs.api.urls")),
+    path("", include("jobs.web.urls")),
+]
+
+# JSON errors for /api/ paths, Django's pages elsewhere.
+handler404 = "jobs.api.errors.handler404"
+handler500 = "jobs.api.errors.handler500"

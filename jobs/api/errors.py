@@ -1,0 +1,122 @@
+"""One error shape for the whole API: {"error": {"code", "message", "details"}}.
+
+Every way a request to /api/ can fail ends here: DRF exceptions and JobError (through
+`exception_handler`), unmatched /api/ paths (`not_found`), and errors outside any DRF
+view (`handler404` / `handler500`, wired in the root urlconf). An API client never gets
+an HTML error page.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.http import Http404, JsonResponse
+from django.urls import Resolver404, resolve
+from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
+
+logger = logging.getLogger(__name__)
+
+# DRF's default_code for these is terse or generic; the shape promises stable machine codes.
+_CODES = {
+    exceptions.ParseError: "parse_error",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.Throttled: "throttled",
+    exceptions.NotFound: "not_found",
+}
+
+
+def error_body(code: str, message: str, details: dict | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def error_response(code: str, message: str, status_code: int, details: dict | None = None,
+                   headers: dict | None = None) -> Response:
+    return Response(error_body(code, message, details), status=status_code, headers=headers)
+
+
+def _summary(detail) -> str:
+    """'field: first message; other: ...' so the message alone says what to fix."""
+    if isinstance(detail, dict):
+        parts = []
+        for name, value in list(detail.items())[:5]:
+            inner = _summary(value)
+            parts.append(inner if name == "non_field_errors" else f"{name}: {inner}")
+        return "; ".join(parts)
+    if isinstance(detail, list):
+        return _summary(detail[0]) if detail else ""
+    return str(detail)
+
+
+def exception_handler(exc, context):
+    from jobs.services import JobError
+
+    if isinstance(exc, JobError):
+        set_rollback()
+        return error_response(exc.code, exc.message, exc.status, exc.details)
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        # Not an API exception: a bug or an outage. Logged with its traceback, answered
+        # in the API's shape, never Django's HTML page.
+        view = context.get("view")
+        logger.error("api.unhandled_error view=%s", type(view).__name__ if view else "?", exc_info=exc)
+        set_rollback()
+        return error_response("server_error", "internal server error; the error was logged",
+                              status.HTTP_500_INTERNAL_SERVER_ERROR)
+    if isinstance(exc, exceptions.ValidationError):
+        details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        message = _summary(details) or "the request is not valid"
+        return error_response("invalid", f"invalid request: {message}"[:1000], status.HTTP_400_BAD_REQUEST, details)
+    code = next((c for cls, c in _CODES.items() if isinstance(exc, cls)), getattr(exc, "default_code", "error"))
+    detail = getattr(exc, "detail", str(exc))
+    message = str(detail) if not isinstance(detail, (dict, list)) else _summary(detail) or "request failed"
+    headers = {k: v for k, v in response.items() if k in ("Retry-After", "WWW-Authenticate", "Allow")}
+    details = {"retry_after": int(exc.wait)} if isinstance(exc, exceptions.Throttled) and exc.wait else None
+    return error_response(code, message, response.status_code, details, headers)
+
+
+def _json_error(code: str, message: str, status_code: int, details: dict | None = None) -> JsonResponse:
+    return JsonResponse(error_body(code, message, details), status=status_code)
+
+
+@csrf_exempt  # it changes nothing; a token client's POST to a wrong path deserves a 404, not a CSRF 403
+def not_found(request, *args, **kwargs) -> JsonResponse:
+    """The last route under /api/v1/: any path the API does not have."""
+    path = request.path_info
+    if not path.endswith("/"):
+        # APPEND_SLASH would redirect, which loses a POST body; say what to use instead.
+        try:
+            resolve(path + "/")
+        except Resolver404:
+            pass
+        else:
+            return _json_error("not_found", f"no such endpoint; did you mean {path}/ ?", 404)
+    return _json_error("not_found", "no such endpoint", 404)
+
+
+def _is_api(request) -> bool:
+    return request.path_info.startswith("/api/")
+
+
+def handler404(request, exception: Exception | None = None):
+    if _is_api(request):
+        message = "not found"
+        if isinstance(exception, Http404) and exception.args and isinstance(exception.args[0], str):
+            message = exception.args[0]
+        return _json_error("not_found", message, 404)
+    return defaults.page_not_found(request, exception)
+
+
+def handler500(request):
+    if _is_api(request):
+        return _json_error("server_error", "internal server error; the error was logged", 500)
+    return defaults.server_error(request)

@@ -1,0 +1,139 @@
+"""Job, JobEvent, DeadLetter. Rows only: every state change goes through jobs.state_machine."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class JobState(models.TextChoices):
+    CREATED = "CREATED"
+    QUEUED = "QUEUED"
+    PROCESSING = "PROCESSING"
+    RETRYING = "RETRYING"
+    FAILED = "FAILED"
+    COMPLETED = "COMPLETED"
+    CANCELLED = "CANCELLED"
+    DEAD = "DEAD"
+
+
+TERMINAL_STATES = frozenset({JobState.FAILED, JobState.COMPLETED, JobState.CANCELLED, JobState.DEAD})
+
+
+class Job(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    job_type = models.CharField(max_length=64, db_index=True)
+    params = models.JSONField(default=dict, blank=True)
+    processor_version = models.CharField(max_length=32, blank=True)
+
+    input_bucket = models.CharField(max_length=255)
+    input_key = models.CharField(max_length=1024)
+    input_name = models.CharField(max_length=255, blank=True, help_text="the original file name")
+    input_size = models.BigIntegerField(default=0)
+    input_etag = models.CharField(max_length=128, blank=True)
+
+    state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.CREATED, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=5)
+    worker_deaths = models.PositiveIntegerField(default=0, help_text="leases that expired: its worker died")
+    progress_bytes = models.BigIntegerField(default=0)
+    progress_total = models.BigIntegerField(default=0)
+    cancel_requested = models.BooleanField(default=False)
+
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    result = models.JSONField(null=True, blank=True)
+    result_keys = models.JSONField(default=list, blank=True)
+
+    celery_task_id = models.CharField(max_length=255, blank=True, db_index=True)
+    task_ids = models.JSONField(default=list, blank=True)
+    # Who holds the job while PROCESSING: a fresh token per claim, so a worker that lost its
+    # lease cannot complete a job someone else has since claimed.
+    claim_token = models.UUIDField(null=True, blank=True)
+    worker = models.CharField(max_length=255, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    publish_count = models.PositiveIntegerField(default=0)
+
+    # NULL, not "", for "no key": the unique constraint must ignore jobs without one.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    request_fingerprint = models.CharField(max_length=64, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "idempotency_key"],
+                                    condition=models.Q(idempotency_key__isnull=False),
+                                    name="job_idempotency_key_unique_per_owner"),
+        ]
+        indexes = [
+            models.Index(fields=["state", "lease_expires_at"], name="job_state_lease"),
+            models.Index(fields=["owner", "-created_at"], name="job_owner_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_type} {self.id} ({self.state})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @property
+    def progress_percent(self) -> float | None:
+        if self.state == JobState.COMPLETED:
+            return 100.0
+        if not self.progress_total:
+            return None
+        return round(min(100.0, 100.0 * self.progress_bytes / self.progress_total), 1)
+
+
+class JobEvent(models.Model):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    from_state = models.CharField(max_length=16, choices=JobState.choices, blank=True)
+    to_state = models.CharField(max_length=16, choices=JobState.choices)
+    reason = models.TextField(blank=True)
+    attempt = models.PositiveIntegerField(default=0)
+    actor = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_state or '-'} -> {self.to_state}"
+
+
+class DeadLetter(models.Model):
+    """One per job that died; a later death of the same job updates it."""
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="dead_letter")
+    reason = models.TextField()
+    traceback = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    died_at = models.DateTimeField()
+    replayed_at = models.DateTimeField(null=True, blank=True)
+    replay_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-died_at"]
+
+    def __str__(self) -> str:
+        return f"dead letter for {self.job_id}"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.replayed_at is None or self.replayed_at < self.died_at
+
+
+# Defined beside the upload code; imported here so Django registers it with the jobs app.
+from jobs.uploads.models import UploadSession  # noqa: E402, F401

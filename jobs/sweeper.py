@@ -1,0 +1,78 @@
+"""The sweeper: finds jobs whose message or worker was lost, and moves them on.
+
+Runs every SWEEP_INTERVAL_SECONDS from Celery beat (and as `manage.py sweep`). It is
+what makes the database, not Redis, the source of truth:
+- PROCESSING with an expired lease: the worker died. QUEUED again, or DEAD as a poison
+  pill after JOB_MAX_WORKER_DEATHS deaths (or when attempts are used up).
+- RETRYING long past next_attempt_at: the delayed message was lost. QUEUED again.
+- CREATED for JOB_STUCK_SECONDS: the enqueue after commit never ran. QUEUED.
+- QUEUED for JOB_STUCK_SECONDS without being claimed: published again (duplicates are
+  harmless, the claim lets one through), with a growing pause between republishes.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from . import services
+from .models import Job, JobState
+from .state_machine import TransitionRefused
+
+logger = logging.getLogger(__name__)
+S = JobState
+BATCH = 500
+ACTOR = "sweeper"
+
+
+def sweep() -> dict[str, int]:
+    counts = {"expired_leases": 0, "poison_pills": 0, "overdue_retries": 0, "stuck_created": 0, "republished": 0}
+    now = timezone.now()
+    stuck = now - timedelta(seconds=settings.JOB_STUCK_SECONDS)
+
+    for job in Job.objects.filter(state=S.PROCESSING, lease_expires_at__lt=now)[:BATCH]:
+        deaths = job.worker_deaths + 1
+        reason = f"lease expired (worker {job.worker or '?'} stopped heartbeating); worker deaths: {deaths}"
+        try:
+            if deaths >= settings.JOB_MAX_WORKER_DEATHS or job.attempts >= job.max_attempts:
+                why = ("poison pill: it killed its worker" if deaths >= settings.JOB_MAX_WORKER_DEATHS
+                       else "attempts exhausted")
+                code = "poison_pill" if deaths >= settings.JOB_MAX_WORKER_DEATHS else "attempts_exhausted"
+                services.job_kill(job_id=job.id, expected=S.PROCESSING, claim_token=job.claim_token, actor=ACTOR,
+                                  reason=f"{why} ({reason})", code=code)
+                counts["poison_pills"] += 1
+            elif services.job_enqueue(job_id=job.id, expected=(S.PROCESSING,), reason=reason, actor=ACTOR,
+                                      changes={"worker_deaths": deaths, "claim_token": None,
+                                               "lease_expires_at": None}):
+                counts["expired_leases"] += 1
+        except TransitionRefused:
+            continue  # it moved on while we looked
+
+    grace = timedelta(seconds=max(10, settings.JOB_STUCK_SECONDS // 2))
+    for job in Job.objects.filter(state=S.RETRYING, next_attempt_at__lt=now - grace)[:BATCH]:
+        if services.job_enqueue(job_id=job.id, expected=(S.RETRYING,), reason="retry overdue: message lost",
+                                actor=ACTOR):
+            counts["overdue_retries"] += 1
+
+    for job in Job.objects.filter(state=S.CREATED, created_at__lt=stuck)[:BATCH]:
+        if services.job_enqueue(job_id=job.id, expected=(S.CREATED,), reason="never queued", actor=ACTOR):
+            counts["stuck_created"] += 1
+
+    for job in Job.objects.filter(state=S.QUEUED, queued_at__lt=stuck)[:BATCH]:
+        # Back off per job: the n-th republish waits n stuck-periods, so a long but healthy
+        # queue is not flooded with duplicates.
+        if job.queued_at > now - timedelta(seconds=settings.JOB_STUCK_SECONDS * job.publish_count):
+            continue
+        updated = Job.objects.filter(pk=job.pk, state=S.QUEUED, publish_count=job.publish_count).update(
+            publish_count=F("publish_count") + 1)
+        if updated and services.publish(job=job, task_id=job.celery_task_id or str(job.id)):
+            counts["republished"] += 1
+            logger.info("job.republished job_id=%s publish_count=%s", job.id, job.publish_count + 1)
+
+    if any(counts.values()):
+        logger.info("sweep %s", " ".join(f"{k}={v}" for k, v in counts.items()))
+    return counts

@@ -1,0 +1,193 @@
+"""The streaming upload endpoints, as a plain ASGI app served by Uvicorn ahead of Django.
+
+    PUT  /api/v1/uploads/<filename>   the raw file as the body
+    POST /api/v1/uploads/             multipart/form-data with the file in the field `file`
+
+Django's own ASGI handler spools a whole body to a temp file before any view runs; here
+each `http.request` chunk goes on as it arrives. Only one batch is collected while the
+previous one is being written, and receive() is not called while both are busy, so Uvicorn
+stops reading the socket and the client is slowed down instead of the body piling up in
+memory: at most BATCH_BYTES here plus the writer's (parts in flight + 1) x part size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import unquote_to_bytes
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from multipart import parse_options_header
+
+from jobs.services import JobError
+
+from . import auth
+from .sinks import FormDataSink, RawBodySink
+
+logger = logging.getLogger(__name__)
+
+PATH_PREFIX = b"/api/v1/uploads/"
+BATCH_BYTES = 1024 * 1024  # body bytes handed to the writer thread at a time
+FORM_OVERHEAD_BYTES = 1024 * 1024  # boundaries and small fields a form may add around the file
+# Blocking storage writes run here, never on the event loop nor on Django's one sync thread
+# (that would stall every other request for as long as an upload takes).
+_executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="upload")
+
+
+class ClientGone(Exception):
+    """The client disconnected before the body was complete."""
+
+
+def error_body(code: str, message: str, details: dict | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+async def respond(send, status: int, body: dict, headers: dict[str, str] | None = None) -> None:
+    payload = json.dumps(body).encode()
+    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                   (b"cache-control", b"no-store")]
+    raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def respond_error(send, exc: JobError, *, body_pending: bool) -> None:
+    headers: dict[str, str] = {}
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = "Token"
+    if exc.status == 429:
+        headers["Retry-After"] = str(exc.details.get("retry_after", 1))
+    if body_pending:
+        # The rest of the body is not wanted; closing beats Uvicorn reading and discarding it.
+        headers["Connection"] = "close"
+    await respond(send, exc.status, error_body(exc.code, exc.message, exc.details), headers)
+
+
+def filename_in_path(scope: dict) -> str | None:
+    """The percent-decoded last part of the raw path, or None for the form endpoint.
+
+    Read from raw_path: the decoded path has already turned %2F into a separator.
+    """
+    raw = scope.get("raw_path") or scope["path"].encode()
+    raw = raw.split(b"?", 1)[0]
+    start = raw.find(PATH_PREFIX)
+    rest = raw[start + len(PATH_PREFIX):] if start >= 0 else b""
+    if not rest:
+        return None
+    return unquote_to_bytes(rest).decode("utf-8", "replace")
+
+
+def header(scope: dict, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def content_length(scope: dict) -> int | None:
+    value = header(scope, b"content-length")
+    if value is None:
+        return None
+    if not value.strip().isdigit():
+        raise JobError("invalid Content-Length header", code="bad_request")
+    return int(value)
+
+
+class UploadApp:
+    async def __call__(self, scope: dict, receive, send) -> None:
+        started = False
+
+        async def tracking_send(message: dict) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.handle(scope, receive, tracking_send)
+        except ClientGone:
+            logger.info("upload.client_disconnected path=%s", scope.get("path"))
+        except Exception:
+            logger.exception("upload.failed path=%s", scope.get("path"))
+            if not started:  # still answer in the API's shape, never the server's plain-text 500
+                await respond_error(send, JobError("internal server error; the error was logged",
+                                                   code="server_error", status=500), body_pending=True)
+
+    async def handle(self, scope: dict, receive, send) -> None:
+        filename = filename_in_path(scope)
+        allowed = "POST" if filename is None else "PUT"
+        if scope["method"] != allowed:
+            await respond_error(send, JobError(f"method {scope['method']} not allowed here; use {allowed}"[:200],
+                                               code="method_not_allowed", status=405), body_pending=True)
+            return
+        try:
+            length = content_length(scope)
+            drf_request = await database_sync_to_async(auth.authenticate)(scope)
+            sink = self.make_sink(scope, filename, length, drf_request.user)
+            await database_sync_to_async(auth.throttle)(drf_request)
+        except JobError as exc:
+            await respond_error(send, exc, body_pending=True)
+            return
+        try:
+            result = await self.stream(receive, sink)
+        except JobError as exc:
+            await respond_error(send, exc, body_pending=True)
+            return
+        await respond(send, 201, result.as_dict())
+
+    def make_sink(self, scope: dict, filename: str | None, length: int | None, user):
+        """Checked before a byte of the body is read: the declared size and the form's framing."""
+        limit = settings.UPLOAD_MAX_BYTES + (FORM_OVERHEAD_BYTES if filename is None else 0)
+        if length is not None and length > limit:
+            raise JobError(f"the file is larger than the upload limit of {settings.UPLOAD_MAX_BYTES} bytes",
+                           code="too_large", status=413,
+                           details={"max_bytes": settings.UPLOAD_MAX_BYTES, "content_length": length})
+        content_type = header(scope, b"content-type") or ""
+        if filename is not None:
+            return RawBodySink(owner=user, filename=filename, content_type=content_type)
+        kind, options = parse_options_header(content_type)
+        boundary = options.get("boundary", "")
+        if kind != "multipart/form-data" or not boundary or len(boundary) > 200:
+            raise JobError("send the file as multipart/form-data (field 'file'), or PUT the raw bytes to "
+                           "/api/v1/uploads/<filename>", code="unsupported_media_type", status=415)
+        return FormDataSink(owner=user, boundary=boundary, content_length=length)
+
+    async def stream(self, receive, sink):
+        """Feeds the body to the sink batch by batch; aborts the upload if anything goes wrong."""
+        loop = asyncio.get_running_loop()
+        writing: asyncio.Future | None = None
+        batch: list[bytes] = []
+        batched = 0
+        try:
+            more = True
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientGone
+                body = message.get("body", b"")
+                more = message.get("more_body", False)
+                if body:
+                    batch.append(body)
+                    batched += len(body)
+                if batched >= BATCH_BYTES or (batch and not more):
+                    if writing is not None:
+                        await writing  # the previous batch; its errors surface here
+                    writing = loop.run_in_executor(_executor, sink.feed, batch)
+                    batch, batched = [], 0
+            if writing is not None:
+                await writing
+            return await loop.run_in_executor(_executor, sink.finish)
+        except BaseException:
+            # Shielded: a cancelled request (server shutting down) must still abort its upload.
+            await asyncio.shield(self.abort(sink, writing))
+            raise
+
+    async def abort(self, sink, writing: asyncio.Future | None) -> None:
+        if writing is not None:
+            # The writer is not thread-safe: let the batch in progress end before aborting.
+            await asyncio.wait([writing])
+            if not writing.cancelled():
+                writing.exception()  # retrieved, so asyncio does not log it as never retrieved
+        await asyncio.get_running_loop().run_in_executor(_executor, sink.abort)

@@ -1,0 +1,13 @@
+"""HTTP routes served ahead of Django (see jobplatform/asgi.py): the streaming uploads.
+
+`/api/v1/uploads/multipart/...` is left to Django: those are ordinary DRF views for
+direct uploads, so a file cannot be PUT under the name `multipart`.
+"""
+
+from django.urls import re_path
+
+from .consumers import UploadApp
+
+http_urlpatterns = [
+    re_path(r"^api/v1/uploads/(?!multipart(?:/|$))", UploadApp()),
+]

@@ -1,0 +1,165 @@
+"""What CSV_ROW_COUNT and CSV_PROFILE share: parameters, dialect, the streaming reader."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from processors import conf
+from processors._streams import TextLines
+from processors.base import ProcessorContext, ProcessorError
+
+PARAMS_SCHEMA: dict = {
+    "type": "object",
+    "properties": {
+        "has_header": {
+            "type": "boolean",
+            "default": True,
+            "description": "The first non-blank record holds column names.",
+        },
+        "delimiter": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 1,
+            "default": ",",
+            "description": "One character separating fields.",
+        },
+        "quotechar": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 1,
+            "default": '"',
+            "description": "One character quoting fields; doubled inside a quoted field.",
+        },
+        "encoding": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 64,
+            "default": "utf-8",
+            "description": "A Python codec name, e.g. utf-8, latin-1, cp1252, utf-16.",
+        },
+    },
+    "additionalProperties": False,
+}
+
+_LINE_BREAKS = ("\r", "\n")
+
+
+def check_params(params: dict) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    encoding = params.get("encoding", "utf-8")
+    try:
+        info = codecs.lookup(encoding)
+    except LookupError:
+        errors["encoding"] = f"unknown encoding {encoding!r}"
+    else:
+        # Codecs such as rot13 or base64 map bytes to bytes, not to text.
+        if getattr(info, "_is_text_encoding", True) is False:
+            errors["encoding"] = f"{encoding!r} is not a text encoding"
+    delimiter = params.get("delimiter", ",")
+    quotechar = params.get("quotechar", '"')
+    for name, value in (("delimiter", delimiter), ("quotechar", quotechar)):
+        if value in _LINE_BREAKS:
+            errors[name] = "must not be a line break"
+    if delimiter == quotechar and "delimiter" not in errors:
+        errors["quotechar"] = "must differ from the delimiter"
+    return errors
+
+
+@dataclass(frozen=True)
+class CsvOptions:
+    has_header: bool
+    delimiter: str
+    quotechar: str
+    encoding: str
+
+    @classmethod
+    def from_params(cls, params: dict) -> CsvOptions:
+        return cls(
+            has_header=params.get("has_header", True),
+            delimiter=params.get("delimiter", ","),
+            quotechar=params.get("quotechar", '"'),
+            encoding=params.get("encoding", "utf-8"),
+        )
+
+    @property
+    def codec(self) -> str:
+        return codecs.lookup(self.encoding).name
+
+    @property
+    def strips_bom(self) -> bool:
+        return self.codec in ("utf-8", "utf-8-sig")
+
+
+def make_reader(lines: Iterator[str], opts: CsvOptions) -> Iterator[list[str]]:
+    # strict=True: an unterminated quote or text after a closing quote is an error,
+    # not a silently merged field.
+    return csv.reader(
+        lines,
+        delimiter=opts.delimiter,
+        quotechar=opts.quotechar,
+        doublequote=True,
+        skipinitialspace=False,
+        strict=True,
+    )
+
+
+@dataclass
+class Record:
+    fields: list[str]
+    line: int  # physical line where the record starts
+
+
+class Records:
+    """Records of the input, ``None`` for each blank line; errors name the line.
+
+    Memory is bounded by CSV_MAX_LINE_CHARS per line and CSV_FIELD_SIZE_LIMIT per field.
+    """
+
+    def __init__(self, ctx: ProcessorContext, opts: CsvOptions) -> None:
+        self._opts = opts
+        self._limit = conf.csv_field_size_limit()
+        # Module-global in the csv module; every CSV processor sets the same configured value.
+        csv.field_size_limit(self._limit)
+        self._lines = TextLines(ctx, opts.encoding, conf.csv_max_line_chars())
+
+    @property
+    def bytes_read(self) -> int:
+        return self._lines.bytes_read
+
+    def __iter__(self) -> Iterator[Record | None]:
+        lines = self._lines
+        reader = make_reader(iter(lines), self._opts)
+        first = True
+        while True:
+            start = lines.line_no + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise _csv_error(exc, start, self._limit) from None
+            if first and row and self._opts.strips_bom and row[0].startswith("\ufeff"):
+                row[0] = row[0][1:]
+            first = False
+            yield Record(row, start) if row else None
+
+
+def _csv_error(exc: csv.Error, line: int, limit: int) -> ProcessorError:
+    text = str(exc)
+    if "field larger than field limit" in text:
+        return ProcessorError(
+            f"Malformed CSV: a field in the record starting on line {line} is longer than "
+            f"{limit} characters (CSV_FIELD_SIZE_LIMIT)",
+            code="field_too_large",
+            details={"line": line},
+        )
+    if "unexpected end of data" in text:
+        text = "unterminated quoted field at end of file"
+    return ProcessorError(
+        f"Malformed CSV in the record starting on line {line}: {text}",
+        code="malformed_csv",
+        details={"line": line},
+    )

@@ -1,0 +1,163 @@
+"""The state machine: every allowed move happens, every other is refused, races have one winner."""
+
+import threading
+import uuid
+from itertools import product
+
+import pytest
+from django.db import connection
+
+from jobs import services
+from jobs.models import DeadLetter, Job, JobEvent, JobState
+from jobs.state_machine import ALLOWED, TransitionRefused, job_transition
+
+S = JobState
+ALL_PAIRS = list(product(S.values, S.values))
+
+
+def make_job(owner, state: str) -> Job:
+    return Job.objects.create(owner=owner, job_type="CSV_ROW_COUNT", input_bucket="job-inputs",
+                              input_key=f"uploads/{owner.pk}/{uuid.uuid4()}/x.csv", state=state)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("from_state", "to_state"), [p for p in ALL_PAIRS if p[1] in ALLOWED[p[0]]])
+def test_an_allowed_move_changes_the_state_and_writes_one_event(user, from_state, to_state):
+    job = make_job(user, from_state)
+
+    job_transition(job_id=job.id, to=to_state, expected=from_state, reason="test", actor="tester")
+
+    job.refresh_from_db()
+    assert job.state == to_state
+    event = JobEvent.objects.get(job=job)
+    assert (event.from_state, event.to_state, event.reason, event.actor) == (from_state, to_state, "test", "tester")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("from_state", "to_state"), [p for p in ALL_PAIRS if p[1] not in ALLOWED[p[0]]])
+def test_a_move_outside_the_table_is_refused_and_changes_nothing(user, from_state, to_state):
+    job = make_job(user, from_state)
+
+    with pytest.raises(TransitionRefused, match=f"cannot move from {from_state} to {to_state}"):
+        job_transition(job_id=job.id, to=to_state, reason="test", actor="tester")
+
+    job.refresh_from_db()
+    assert job.state == from_state
+    assert not JobEvent.objects.filter(job=job).exists()
+
+
+@pytest.mark.django_db
+def test_terminal_states_have_no_way_out_but_replay_and_operator_retry():
+    assert ALLOWED[S.COMPLETED] == frozenset()
+    assert ALLOWED[S.CANCELLED] == frozenset()
+    assert ALLOWED[S.FAILED] == {S.QUEUED}
+    assert ALLOWED[S.DEAD] == {S.QUEUED}
+
+
+@pytest.mark.django_db
+def test_a_stale_expectation_is_refused(user):
+    job = make_job(user, S.QUEUED)
+    job_transition(job_id=job.id, to=S.CANCELLED, expected=S.QUEUED)
+
+    with pytest.raises(TransitionRefused, match="is CANCELLED, expected QUEUED"):
+        job_transition(job_id=job.id, to=S.PROCESSING, expected=S.QUEUED)
+
+
+@pytest.mark.django_db
+def test_a_worker_that_lost_its_claim_cannot_complete_the_job(user):
+    job = make_job(user, S.QUEUED)
+    first = services.job_claim(job_id=job.id, worker="w1")
+    # The sweeper took the job back (lease expired) and another worker claimed it.
+    job_transition(job_id=job.id, to=S.QUEUED, expected=S.PROCESSING)
+    second = services.job_claim(job_id=job.id, worker="w2")
+
+    with pytest.raises(TransitionRefused, match="no longer held by this worker"):
+        services.job_complete(job=first, result={"rows": 1}, result_keys=[], actor="worker:w1")
+
+    services.job_complete(job=second, result={"rows": 2}, result_keys=[], actor="worker:w2")
+    job.refresh_from_db()
+    assert (job.state, job.result, job.attempts) == (S.COMPLETED, {"rows": 2}, 2)
+
+
+@pytest.mark.django_db
+def test_a_duplicate_message_cannot_complete_a_job_twice(user):
+    job = make_job(user, S.QUEUED)
+    claimed = services.job_claim(job_id=job.id, worker="w1")
+    services.job_complete(job=claimed, result={"rows": 1}, result_keys=[], actor="worker:w1")
+
+    assert services.job_claim(job_id=job.id, worker="w2") is None
+    with pytest.raises(TransitionRefused):
+        services.job_complete(job=claimed, result={"rows": 9}, result_keys=[], actor="worker:w1")
+    job.refresh_from_db()
+    assert job.result == {"rows": 1}
+    assert job.events.filter(to_state=S.COMPLETED).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_when_workers_race_to_claim_one_job_exactly_one_wins(user):
+    jobs = [make_job(user, S.QUEUED) for _ in range(10)]
+    for job in jobs:
+        barrier = threading.Barrier(8)
+        winners: list = []
+
+        def claim(n: int, job=job, barrier=barrier, winners=winners) -> None:
+            barrier.wait()
+            try:
+                if services.job_claim(job_id=job.id, worker=f"w{n}") is not None:
+                    winners.append(n)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=claim, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+        job.refresh_from_db()
+        assert len(winners) == 1
+        assert job.state == S.PROCESSING
+        assert job.worker == f"w{winners[0]}"
+        assert job.attempts == 1
+        assert job.events.filter(to_state=S.PROCESSING).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_replaying_a_dead_letter_twice_queues_the_job_once(user):
+    job = make_job(user, S.PROCESSING)
+    services.job_kill(job_id=job.id, expected=S.PROCESSING, reason="attempts exhausted", actor="test")
+    letter = DeadLetter.objects.get(job=job)
+
+    services.dead_letter_replay(dead_letter=letter, actor="staff:1")
+    with pytest.raises(services.JobError, match="not DEAD"):
+        services.dead_letter_replay(dead_letter=letter, actor="staff:1")
+
+    job.refresh_from_db()
+    letter.refresh_from_db()
+    assert job.state == S.QUEUED
+    assert letter.replay_count == 1
+    assert job.events.filter(to_state=S.QUEUED).count() == 1
+
+
+@pytest.mark.django_db
+def test_cancelling_a_queued_job_is_immediate_and_a_running_one_is_flagged(user):
+    queued = make_job(user, S.QUEUED)
+    running = make_job(user, S.PROCESSING)
+
+    assert services.job_cancel(job=queued, actor="user").state == S.CANCELLED
+    assert services.job_cancel(job=running, actor="user").state == S.PROCESSING
+    running.refresh_from_db()
+    assert running.cancel_requested is True
+
+    completed = make_job(user, S.COMPLETED)
+    with pytest.raises(services.JobError, match="a COMPLETED job cannot be cancelled"):
+        services.job_cancel(job=completed, actor="user")
+
+
+def test_retry_backoff_grows_exponentially_with_jitter_and_a_cap(settings):
+    settings.JOB_RETRY_BACKOFF_BASE = 1
+    settings.JOB_RETRY_BACKOFF_MAX = 10
+    for attempt, ceiling in [(1, 1), (2, 2), (3, 4), (4, 8), (5, 10), (12, 10)]:
+        delays = [services.retry_delay(attempt) for _ in range(50)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(set(delays)) > 1  # jittered

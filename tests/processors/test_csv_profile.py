@@ -1,0 +1,209 @@
+"""CSV_PROFILE: per-column type, nulls, typed min/max, approximate distinct count."""
+
+from __future__ import annotations
+
+import pytest
+
+from processors import Cancelled, ProcessorError, get_processor
+from processors.hll import HyperLogLog
+from processors.testing import MemoryContext, run_processor
+
+from .streams import RepeatingStream, measure_peak
+
+
+def profile(data: bytes, **params) -> dict:
+    chunked = params.pop("chunked_reads", None)
+    return run_processor("CSV_PROFILE", data, params, chunked_reads=chunked)[0]
+
+
+def columns(data: bytes, **params) -> dict[str, dict]:
+    return {c["name"]: c for c in profile(data, **params)["columns"]}
+
+
+SAMPLE = (
+    b"id,price,active,day,at,name,mixed\n"
+    b"1,9.5,true,2024-01-31,2024-01-31T10:00:00,ann,1\n"
+    b"-3,10,False,2023-12-01,2023-12-01 08:30,bob,x\n"
+    b"12,,TRUE,,2025-06-01T00:00:00,,2\n"
+)
+
+
+def test_types_are_inferred_from_all_non_null_values():
+    cols = columns(SAMPLE)
+    assert {name: c["type"] for name, c in cols.items()} == {
+        "id": "integer",
+        "price": "float",
+        "active": "boolean",
+        "day": "date",
+        "at": "datetime",
+        "name": "string",
+        "mixed": "string",
+    }
+
+
+def test_min_and_max_are_compared_in_the_inferred_type():
+    cols = columns(SAMPLE)
+    assert (cols["id"]["min"], cols["id"]["max"]) == (-3, 12)  # not "-3" < "12" as text
+    assert (cols["price"]["min"], cols["price"]["max"]) == (9.5, 10.0)
+    assert (cols["active"]["min"], cols["active"]["max"]) == (False, True)
+    assert (cols["day"]["min"], cols["day"]["max"]) == ("2023-12-01", "2024-01-31")
+    assert cols["at"]["max"] == "2025-06-01T00:00:00"
+    assert (cols["mixed"]["min"], cols["mixed"]["max"]) == ("1", "x")
+
+
+def test_empty_strings_are_nulls():
+    cols = columns(SAMPLE)
+    assert (cols["price"]["nulls"], cols["price"]["non_null"]) == (1, 2)
+    assert cols["id"]["nulls"] == 0
+
+
+def test_all_null_column_has_no_type():
+    cols = columns(b"a,b\n1,\n2,\n")
+    assert cols["b"] == {
+        "name": "b",
+        "type": None,
+        "nulls": 2,
+        "non_null": 0,
+        "min": None,
+        "max": None,
+        "distinct_approx": 0,
+    }
+
+
+def test_result_shape_counts_rows_and_blank_lines():
+    result = profile(b"a\n1\n\n2\n")
+    assert (
+        result["rows"],
+        result["blank_lines"],
+        result["header"],
+        result["bytes"],
+    ) == (2, 1, ["a"], 7)
+
+
+def test_without_header_columns_are_named_by_position():
+    result = profile(b"1,x\n2,y\n", has_header=False)
+    assert [c["name"] for c in result["columns"]] == ["column_1", "column_2"]
+    assert result["rows"] == 2
+
+
+def test_ragged_rows_count_missing_fields_as_nulls_and_add_extra_columns():
+    cols = columns(b"a,b\n1\n1,2,3\n")
+    assert cols["b"]["nulls"] == 1
+    assert cols["column_3"]["non_null"] == 1
+
+
+def test_distinct_count_is_close():
+    data = b"v\n" + b"".join(b"%d\n" % (i % 5000) for i in range(20000))
+    assert abs(columns(data)["v"]["distinct_approx"] - 5000) < 5000 * 0.05
+
+
+def test_hyperloglog_is_exact_enough_when_small_and_within_error_when_large():
+    small = HyperLogLog()
+    for i in range(100):
+        small.add(str(i))
+    assert abs(small.count() - 100) <= 2
+    big = HyperLogLog()
+    for i in range(200_000):
+        big.add(f"k{i}")
+    assert abs(big.count() - 200_000) < 200_000 * 0.05
+
+
+def test_bom_quotes_and_crlf_are_handled():
+    cols = columns(b'\xef\xbb\xbfid,"note"\r\n1,"a\r\nb"\r\n2,"c,d"\r\n')
+    assert list(cols) == ["id", "note"]
+    assert (cols["note"]["min"], cols["note"]["max"]) == ("a\r\nb", "c,d")
+
+
+@pytest.mark.parametrize("chunked", [1, 3, 7])
+def test_chunking_does_not_change_the_profile(chunked):
+    assert profile(SAMPLE, chunked_reads=chunked) == profile(SAMPLE)
+
+
+def test_unterminated_quote_names_the_line():
+    with pytest.raises(ProcessorError) as exc:
+        profile(b'a,b\n1,2\n3,"open\n')
+    assert exc.value.message == (
+        "Malformed CSV in the record starting on line 3: unterminated quoted field at end of file"
+    )
+
+
+def test_invalid_utf8_names_offset_and_line():
+    with pytest.raises(ProcessorError) as exc:
+        profile(b"a\n1\n\xc3\x28\n")
+    assert exc.value.message.startswith("Invalid utf-8 data at byte offset 4 (line 3)")
+
+
+def test_too_many_columns_is_refused(monkeypatch):
+    from processors import conf
+
+    monkeypatch.setattr(conf, "csv_profile_max_columns", lambda: 10)
+    with pytest.raises(ProcessorError) as exc:
+        profile(b",".join([b"c"] * 11) + b"\n")
+    assert (
+        exc.value.message
+        == "The record starting on line 1 has 11 columns; the limit is 10 (CSV_PROFILE_MAX_COLUMNS)"
+    )
+
+
+def test_field_over_the_size_limit_is_a_clear_error(monkeypatch):
+    from processors import conf
+
+    monkeypatch.setattr(conf, "csv_field_size_limit", lambda: 1000)
+    with pytest.raises(ProcessorError) as exc:
+        profile(b'a\n1\n"' + b"x\n" * 1000 + b'"\n')
+    assert exc.value.code == "field_too_large"
+    assert (
+        "record starting on line 3 is longer than 1000 characters" in exc.value.message
+    )
+
+
+def test_a_line_over_the_line_limit_is_refused_without_loading_it(monkeypatch):
+    from processors import conf
+
+    monkeypatch.setattr(conf, "csv_max_line_chars", lambda: 1000)
+    with pytest.raises(ProcessorError) as exc:
+        profile(b"a\n" + b"x" * 5000)
+    assert exc.value.code == "line_too_long"
+    assert exc.value.message.startswith("Line 2 is longer than 1000 characters")
+
+
+def test_utf16_input_is_profiled():
+    cols = columns("n,s\n1,\u00e9\n2,z\n".encode("utf-16"), encoding="utf-16")
+    assert (cols["n"]["type"], cols["s"]["max"]) == ("integer", "\u00e9")
+
+
+def test_memory_stays_flat_on_a_large_stream():
+    # Long values keep the row count (and the run time) small while the file is big.
+    block = b"1," + b"x" * 1000 + b"\n"
+    rows = 32 * 1024 * 1024 // len(block)
+    size = 4 + rows * len(block)
+    stream = RepeatingStream(block, size, head=b"a,b\n")
+    result, peak = measure_peak(
+        lambda: run_processor("CSV_PROFILE", stream, input_size=size)[0]
+    )  # type: ignore[arg-type]
+    assert result["rows"] == rows
+    assert peak < 20 * 1024 * 1024
+
+
+def test_cancellation_stops_at_the_next_chunk():
+    ctx = MemoryContext(SAMPLE, job_type="CSV_PROFILE", chunked_reads=10)
+    ctx.cancel()
+    with pytest.raises(Cancelled):
+        get_processor("CSV_PROFILE").run(ctx)
+    assert ctx.progress_calls == [10]
+
+
+def test_empty_file_has_no_rows_and_no_columns():
+    assert profile(b"") == {
+        "rows": 0,
+        "blank_lines": 0,
+        "bytes": 0,
+        "header": None,
+        "columns": [],
+    }
+
+
+def test_binary_garbage_is_a_clear_error():
+    with pytest.raises(ProcessorError) as exc:
+        profile(bytes(range(256)) * 40)
+    assert exc.value.code == "invalid_encoding"

@@ -254,7 +254,9 @@ class S3Server:
         # Iceberg and Lance endpoints are off: they take fixed ports that two servers would share.
         args = [str(VENV_BIN / "weed"), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.data_dir}",
                 "-filer", "-s3", f"-s3.config={config}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-                "-volume.max=0", "-master.volumeSizeLimitMB=1024"]
+                "-volume.max=0", "-master.volumeSizeLimitMB=1024",
+                # One master, no peers: a long election timeout only delays every restart.
+                "-master.electionTimeout=1s"]
         for name, (http, grpc) in self.ports.items():
             args += [f"-{name}.port={http}", f"-{name}.port.grpc={grpc}"]
         self.proc = _spawn(args, self.data_dir / "weed.log", death_signal=signal.SIGKILL)
@@ -262,22 +264,33 @@ class S3Server:
         self._wait_ready()
 
     def _wait_ready(self) -> None:
-        """The S3 port opens before the filer behind it is ready; wait for a real answer."""
-        import urllib.error
-        import urllib.request
+        """The S3 port opens before the filer and volume server behind it are ready.
 
+        Until the volume server has registered with the master, reads of stored objects fail
+        with InternalError for a second or two (longer on a loaded machine), so "ready" means
+        a signed request can list every bucket and read the first byte of an object in each.
+        """
+        import boto3
+        from botocore.config import Config
+
+        client = boto3.client(
+            "s3", endpoint_url=self.url, aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key, region_name="us-east-1",
+            config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=5))
         deadline = time.monotonic() + 60
+        last_error: Exception | None = None
         while time.monotonic() < deadline:
             try:
-                urllib.request.urlopen(self.url + "/", timeout=2)  # noqa: S310  (our own http:// URL)
+                for bucket in client.list_buckets().get("Buckets", []):
+                    listing = client.list_objects_v2(Bucket=bucket["Name"], MaxKeys=1).get("Contents", [])
+                    for obj in listing:
+                        if obj.get("Size", 0):
+                            client.get_object(Bucket=bucket["Name"], Key=obj["Key"], Range="bytes=0-0")["Body"].read()
                 return
-            except urllib.error.HTTPError as exc:
-                if exc.code in (403, 400, 200):
-                    return
-            except OSError:
-                pass
+            except Exception as exc:  # noqa: BLE001  (any failure means "not yet"; the last one is reported)
+                last_error = exc
             time.sleep(0.2)
-        raise RuntimeError("SeaweedFS S3 gateway did not answer within 60s")
+        raise RuntimeError(f"SeaweedFS S3 gateway was not ready within 60s: {last_error!r}")
 
     def stop(self) -> None:
         # weed's graceful stop waits on idle gRPC streams for ~15 s; its data is on disk by

@@ -112,14 +112,22 @@ if not DATABASE_URL:
         "DATABASE_URL is not set. `make run` starts an embedded PostgreSQL and sets it; "
         "otherwise point it at a server, e.g. postgres://user:pass@127.0.0.1:5432/jobplatform"
     )
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
-                                               conn_health_checks=True)}
+# The ASGI web process runs each request's sync code in a fresh thread, so Django's
+# per-thread persistent connections would mean a new PostgreSQL connection (a forked
+# backend) per request. jobplatform/asgi.py turns on a per-process psycopg pool instead
+# (DB_POOL=1); Celery's prefork children keep one persistent connection each.
+DB_POOL = env_bool("DB_POOL", False)
+DATABASES = {"default": dj_database_url.parse(
+    DATABASE_URL, conn_max_age=0 if DB_POOL else env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=not DB_POOL)}
+if DB_POOL:
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env_int("DB_POOL_MIN_SIZE", 2), "max_size": env_int("DB_POOL_MAX_SIZE", 20), "timeout": 10}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- redis: broker, channel layer, cache ---------------------------------------------------
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+CACHES = {"default": {"BACKEND": "jobplatform.cache.SharedRedisCache", "LOCATION": REDIS_URL}}
 
 CHANNEL_LAYERS = {
     "default": {

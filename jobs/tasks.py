@@ -8,6 +8,7 @@ from enum import StrEnum
 
 from celery import shared_task
 from celery.exceptions import Retry
+from celery.signals import worker_process_init
 
 from . import runner
 
@@ -22,6 +23,20 @@ class Queue(StrEnum):
     # are the record operators replay from.
     DEAD_LETTER = "dead-letter"
     MAINTENANCE = "maintenance"
+
+
+@worker_process_init.connect
+def _warm_up_worker_process(**_) -> None:
+    """Each prefork child builds its S3 client and imports the processors before its first
+    job, not during it."""
+    import processors
+    import storage
+
+    try:
+        storage.warm_up()
+        processors.all_processors()
+    except Exception:  # a cold start is slower, never fatal
+        logger.warning("worker.warm_up_failed", exc_info=True)
 
 
 def _worker_name(task) -> str:

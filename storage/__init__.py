@@ -41,6 +41,7 @@ __all__ = [
     "put_bytes",
     "read_bytes",
     "upload_key",
+    "warm_up",
 ]
 
 
@@ -52,6 +53,14 @@ def backend():
     from . import s3
 
     return s3
+
+
+def warm_up() -> None:
+    """Builds the process's client now (no request is sent), so a worker's first job does
+    not pay for loading the S3 service model (~0.2-0.7 s of CPU)."""
+    warm = getattr(backend(), "warm_up", None)
+    if warm is not None:
+        warm()
 
 
 def input_bucket() -> str:

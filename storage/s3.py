@@ -79,6 +79,10 @@ def client():
     return _cached("internal", _make_client)
 
 
+def warm_up() -> None:
+    client()
+
+
 def public_client():
     """Signs URLs with the host browsers reach (differs from the internal one in compose)."""
     if settings.S3_PUBLIC_ENDPOINT_URL == settings.S3_ENDPOINT_URL:

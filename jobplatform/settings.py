@@ -229,6 +229,11 @@ CELERY_TASK_ROUTES = {
 }
 # The job row already says PROCESSING; a STARTED TaskResult row would be one more write per job.
 CELERY_TASK_TRACK_STARTED = False
+# Celery's Django fixup closes every database connection after every task unless this is
+# set, so each task (each job run, each no-op) paid for a new PostgreSQL session. With it,
+# the fixup closes them only every 2 x this many tasks; jobs.tasks closes broken or
+# expired ones after each task instead, as Django does after each request.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The lease sweeper, not Redis' visibility timeout, recovers jobs from dead workers; keep
 # the timeout above the longest hard time limit so Redis does not redeliver live work.

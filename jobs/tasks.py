@@ -8,7 +8,8 @@ from enum import StrEnum
 
 from celery import shared_task
 from celery.exceptions import Retry
-from celery.signals import worker_process_init
+from celery.signals import task_postrun, worker_process_init
+from django.db import close_old_connections
 
 from . import runner
 
@@ -37,6 +38,13 @@ def _warm_up_worker_process(**_) -> None:
         processors.all_processors()
     except Exception:  # a cold start is slower, never fatal
         logger.warning("worker.warm_up_failed", exc_info=True)
+
+
+@task_postrun.connect
+def _close_old_connections(**_) -> None:
+    """After each task, what Django does after each request: close connections that broke
+    or outlived DB_CONN_MAX_AGE, keep the rest (see CELERY_DB_REUSE_MAX in settings)."""
+    close_old_connections()
 
 
 def _worker_name(task) -> str:

@@ -37,9 +37,10 @@ UTF8_BOM = codecs.BOM_UTF8
 _EMPTY = np.empty(0, dtype=np.int64)
 # Scan a read chunk in slices this big: the temporary arrays then stay in CPU cache and
 # are recycled by the allocator, which measured ~2x faster than whole 4 MiB chunks.
-# 512 KiB measured as fast as 1 MiB for the fast scan (faster on non-ASCII text) and
-# halves its reused masks (about 4 MiB).
-_SLICE = 512 * 1024
+# 256 KiB measured as fast as 512 KiB and 1 MiB for the fast scan (bench/processors.py,
+# worker CPU 1.0-1.2 s per 256 MiB either way) and keeps its reused masks near 2 MiB:
+# the job then adds ~5 MiB to the worker's idle RSS instead of ~9.
+_SLICE = 256 * 1024
 _DECODE_PIECE = 32 * 1024
 
 # Codecs in which CR, LF and every ASCII byte only ever mean themselves: no byte of a

@@ -117,8 +117,10 @@ if not DATABASE_URL:
 # backend) per request. jobplatform/asgi.py turns on a per-process psycopg pool instead
 # (DB_POOL=1); Celery's prefork children keep one persistent connection each.
 DB_POOL = env_bool("DB_POOL", False)
+# With the pool, CONN_HEALTH_CHECKS makes the pool check a connection before handing it
+# out, so one that died with a PostgreSQL restart is replaced instead of failing a request.
 DATABASES = {"default": dj_database_url.parse(
-    DATABASE_URL, conn_max_age=0 if DB_POOL else env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=not DB_POOL)}
+    DATABASE_URL, conn_max_age=0 if DB_POOL else env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True)}
 if DB_POOL:
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": env_int("DB_POOL_MIN_SIZE", 2), "max_size": env_int("DB_POOL_MAX_SIZE", 20), "timeout": 10}

@@ -18,9 +18,15 @@ _lock = threading.Lock()
 
 
 class SharedRedisCacheClient(RedisCacheClient):
+    def __init__(self, servers, **options):
+        super().__init__(servers, **options)
+        # Which shared client serves each server: its URL and this cache's pool options.
+        options_key = tuple(sorted(self._pool_options.items(), key=str))
+        self._shared_keys = [(server, options_key) for server in self._servers]
+
     def get_client(self, key=None, *, write=False):
         index = self._get_connection_pool_index(write)
-        shared_key = (self._servers[index], tuple(sorted(self._pool_options.items(), key=str)))
+        shared_key = self._shared_keys[index]
         client = _clients.get(shared_key)
         if client is None:
             with _lock:

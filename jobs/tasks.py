@@ -28,14 +28,12 @@ class Queue(StrEnum):
 
 @worker_process_init.connect
 def _warm_up_worker_process(**_) -> None:
-    """Each prefork child builds its S3 client and imports the processors before its first
-    job, not during it."""
-    import processors
+    """Each prefork child builds its S3 client before its first job, not during it (the
+    processors are already imported, through runner, before the fork)."""
     import storage
 
     try:
         storage.warm_up()
-        processors.all_processors()
     except Exception:  # a cold start is slower, never fatal
         logger.warning("worker.warm_up_failed", exc_info=True)
 

@@ -250,6 +250,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# For test runs only (tests/stack_plugin.py sets it, and the workers and servers the tests
+# start inherit it): at Django's 1,000,000 PBKDF2 iterations one password costs ~0.4 s of
+# CPU, and the suite creates hundreds of users. Never set it for a real deployment.
+if env_bool("DJANGO_INSECURE_FAST_PASSWORD_HASHING", False):
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "job-list"
 LOGOUT_REDIRECT_URL = "login"

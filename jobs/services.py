@@ -24,7 +24,7 @@ from processors import get_processor
 from processors.base import ProcessorError
 
 from .models import DeadLetter, Job, JobState
-from .state_machine import TransitionRefused, job_transition
+from .state_machine import TransitionRefused, job_transition, record_created
 
 logger = logging.getLogger(__name__)
 S = JobState
@@ -90,10 +90,7 @@ def job_create(*, owner, job_type: str, input_key: str, input_bucket: str | None
     try:
         with transaction.atomic():
             job.save()
-            from .models import JobEvent
-
-            JobEvent.objects.create(job=job, from_state="", to_state=S.CREATED, reason="created",
-                                    actor=f"user:{owner.pk}")
+            record_created(job, actor=f"user:{owner.pk}")
             transaction.on_commit(lambda: job_enqueue(job_id=job.id, reason="created", actor="enqueuer"))
     except IntegrityError:
         # Two requests with one Idempotency-Key raced; the other one's row stands.

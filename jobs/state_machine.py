@@ -101,6 +101,8 @@ class _JobRows:
             cursor.execute(sql, [*params, job.pk])
 
     def add_event(self, **values) -> JobEvent:
+        if self._select_sql is None:
+            self._prepare()
         event = JobEvent(**values)
         with connection.cursor() as cursor:
             cursor.execute(self.event_sql, [getattr(event, name) for name in self.event_attnames])
@@ -110,6 +112,12 @@ class _JobRows:
 
 
 _rows = _JobRows()
+
+
+def record_created(job: Job, *, actor: str) -> JobEvent:
+    """The CREATED event of a job row just inserted, in the caller's transaction."""
+    return _rows.add_event(job_id=job.id, from_state="", to_state=S.CREATED, reason="created", attempt=job.attempts,
+                           actor=actor[:255], created_at=job.created_at)
 
 
 def job_transition(

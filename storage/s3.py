@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import BinaryIO
 
+import botocore
 import botocore.exceptions
 from botocore.config import Config
 from django.conf import settings
@@ -33,9 +34,16 @@ _NOT_FOUND_CODES = {"404", "NoSuchKey", "NoSuchBucket", "NoSuchUpload", "NotFoun
 _DENIED_CODES = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 
 
+# A fixed User-Agent. Without one, botocore rebuilds its telemetry User-Agent (OS,
+# language, feature ids, each component sanitised character by character) twice per
+# request: 15% of the client CPU of a small GET or PUT, measured with cProfile.
+USER_AGENT = f"jobplatform botocore/{botocore.__version__}"
+
+
 def client_config() -> Config:
     return Config(
         signature_version="s3v4",
+        user_agent=USER_AGENT,
         s3={"addressing_style": settings.S3_ADDRESSING_STYLE},
         # S3-compatible servers (SeaweedFS, older MinIO) reject the CRC checksums that
         # boto3 >= 1.36 adds to every request by default; only send them when required.

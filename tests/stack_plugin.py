@@ -38,6 +38,8 @@ TEST_SETTINGS = {
     "THROTTLE_JOB_CREATE": "100000/min",
     "THROTTLE_UPLOAD": "100000/min",
     "PROCESSOR_MODULES": "tests.support.diagnostic_processors",
+    # Users are made by the hundred; see settings.py.
+    "DJANGO_INSECURE_FAST_PASSWORD_HASHING": "1",
 }
 
 

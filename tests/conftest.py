@@ -14,6 +14,7 @@ from django.conf import settings
 
 import storage
 from jobplatform.devstack import die_with_parent
+from tests.support.deadlines import within
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,11 +84,12 @@ class CeleryProcess:
         self.log = log_dir / f"{name}-{kind}-{time.monotonic_ns()}.log"
         self.extra_env = extra_env or {}
         self.proc: subprocess.Popen | None = None
+        self.node = f"{name}-{time.monotonic_ns()}"  # the worker's name, before "@host"
 
-    def start(self) -> CeleryProcess:
+    def start(self, wait: bool = True) -> CeleryProcess:
         if self.kind == "worker":
             args = ["worker", "-Q", self.queues, "--concurrency", str(self.concurrency), "--loglevel", "INFO",
-                    "-n", f"{self.name}-{time.monotonic_ns()}@%h", "--without-gossip", "--without-mingle",
+                    "-n", f"{self.node}@%h", "--without-gossip", "--without-mingle",
                     "--prefetch-multiplier", "1"]
         else:
             args = ["beat", "--loglevel", "INFO", "-s", str(self.log.with_suffix(".schedule"))]
@@ -96,9 +98,12 @@ class CeleryProcess:
                                          env={**subprocess_env(), **self.extra_env}, cwd=ROOT, stdout=out,
                                          stderr=subprocess.STDOUT, start_new_session=True,
                                          preexec_fn=die_with_parent(signal.SIGKILL))
-        if self.kind == "worker":
-            self._wait_for_log(b"ready.", 60)
+        if self.kind == "worker" and wait:
+            self._wait_for_log(b"ready.", within(60))
         return self
+
+    def is_ready(self) -> bool:
+        return self.kind == "worker" and self.proc.poll() is None and b"ready." in self.log.read_bytes()
 
     def _wait_for_log(self, marker: bytes, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -152,7 +157,7 @@ class WebServer:
                 env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                 preexec_fn=die_with_parent(signal.SIGKILL))
         try:
-            wait_for_port(self.port, 60, self.proc, "uvicorn")
+            wait_for_port(self.port, within(60), self.proc, "uvicorn")
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}: {self.log.read_text()[-3000:]}") from None
 
@@ -190,8 +195,8 @@ def celery_process(tmp_path, transactional_db):
     """Factory for worker/beat processes; all are stopped at the end of the test."""
     started: list[CeleryProcess] = []
 
-    def start(kind: str = "worker", **kwargs) -> CeleryProcess:
-        process = CeleryProcess(kind, tmp_path, **kwargs).start()
+    def start(kind: str = "worker", wait: bool = True, **kwargs) -> CeleryProcess:
+        process = CeleryProcess(kind, tmp_path, **kwargs).start(wait=wait)
         started.append(process)
         return process
 
@@ -212,13 +217,13 @@ def beat(celery_process):
 
 def wait_until(condition, timeout: float = 10.0, what: str = "condition"):
     """Polls `condition` until it returns something truthy, which it returns."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within(timeout)
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
         time.sleep(0.05)
-    raise AssertionError(f"{what} not reached within {timeout}s")
+    raise AssertionError(f"{what} not reached within {within(timeout)}s")
 
 
 def wait_for_state(job_id, states, timeout: float = 60.0):
@@ -227,12 +232,12 @@ def wait_for_state(job_id, states, timeout: float = 60.0):
 
     if isinstance(states, str):
         states = {states}
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within(timeout)
     job = None
     while time.monotonic() < deadline:
         job = Job.objects.get(pk=job_id)
         if job.state in states:
             return job
         time.sleep(0.1)
-    raise AssertionError(f"job {job_id} is {job.state if job else '?'} after {timeout}s, wanted {states}; "
+    raise AssertionError(f"job {job_id} is {job.state if job else '?'} after {within(timeout)}s, wanted {states}; "
                          f"error={job.error_message if job else ''!r}")

@@ -27,8 +27,6 @@ NO_POISON = {"JOB_MAX_WORKER_DEATHS": "1000"}
 
 def test_no_job_is_lost_across_200_jobs_with_random_worker_kills(user, upload, celery_process):
     rng = random.Random(20261122)
-    celery_process("beat")
-    workers = [celery_process("worker", name=f"chaos{i}", concurrency=2, extra_env=NO_POISON) for i in range(2)]
     inputs = {}
     for i in range(JOBS):
         data = os.urandom(rng.randint(1, 6) * 16 * 1024)
@@ -36,6 +34,10 @@ def test_no_job_is_lost_across_200_jobs_with_random_worker_kills(user, upload, c
         job = services.job_create(owner=user, job_type="TEST_SLOW", input_key=key, max_attempts=1000,
                                   params={"chunk_delay": 0.1, "chunk_size": 16 * 1024}).job
         inputs[job.id] = hashlib.sha256(data).hexdigest()
+    # The workers start once every job is queued: on a slow machine creating 200 jobs takes
+    # a minute, and workers running meanwhile had finished them all before the first kill.
+    celery_process("beat")
+    workers = [celery_process("worker", name=f"chaos{i}", concurrency=2, extra_env=NO_POISON) for i in range(2)]
 
     kills = 0
     started = time.monotonic()

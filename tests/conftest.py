@@ -203,6 +203,22 @@ def celery_process(tmp_path, transactional_db):
     yield start
     for process in started:
         process.stop()
+    if started:
+        purge_queues()
+
+
+def purge_queues() -> None:
+    """Empties the broker's queues. A test that leaves messages behind (the chaos test
+    leaves hundreds of the sweeper's duplicates) would make the next test's worker work
+    through them first; the database rows they name are gone with that test anyway."""
+    from jobplatform.celery import app
+    from jobs.tasks import Queue
+
+    with app.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=3)
+        channel = connection.default_channel
+        for queue in Queue:
+            channel.queue_purge(queue.value)
 
 
 @pytest.fixture

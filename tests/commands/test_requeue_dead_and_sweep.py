@@ -111,3 +111,30 @@ def test_sweep_runs_one_pass_and_prints_the_counts(user, make_job, settings):
     assert "stuck_created: 1" in out and "expired_leases: 0" in out and "total: 1" in out
     assert states(stuck) == [JobState.QUEUED]
     assert "total: 0" in run("sweep")
+
+
+def test_a_queued_job_is_republished_with_a_doubling_pause_not_on_every_sweep(user, make_job, settings):
+    job = make_job(user, JobState.QUEUED)
+    period = timedelta(seconds=settings.JOB_STUCK_SECONDS)
+
+    def age(publish_count: int, since_last: timedelta) -> None:
+        Job.objects.filter(pk=job.pk).update(publish_count=publish_count, queued_at=timezone.now() - 100 * period,
+                                             updated_at=timezone.now() - since_last)
+
+    def republished() -> bool:
+        before = Job.objects.get(pk=job.pk).publish_count
+        run("sweep")
+        return Job.objects.get(pk=job.pk).publish_count == before + 1
+
+    age(1, period + timedelta(seconds=1))
+    assert republished()
+    assert not republished(), "republished again on the very next sweep"
+    age(3, 3 * period)  # the third republish waits 4 periods after the second
+    assert not republished()
+    age(3, 4 * period + timedelta(seconds=1))
+    assert republished()
+    age(20, 31 * period)  # the pause stops growing at 32 periods
+    assert not republished()
+    age(20, 32 * period + timedelta(seconds=1))
+    assert republished()
+    assert Job.objects.get(pk=job.pk).state == JobState.QUEUED

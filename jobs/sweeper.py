@@ -41,7 +41,7 @@ def republish_due(job: Job):
     a backlog is republished every period (a 200-job queue in the tests collected 4,000
     duplicate messages in a few minutes), and the duplicates lengthen the very backlog.
     """
-    periods = 2 ** min(max(job.publish_count - 1, 0), MAX_REPUBLISH_BACKOFF.bit_length() - 1)
+    periods = min(2 ** max(job.publish_count - 1, 0), MAX_REPUBLISH_BACKOFF)
     return job.updated_at + timedelta(seconds=settings.JOB_STUCK_SECONDS * periods)
 
 

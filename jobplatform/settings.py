@@ -157,6 +157,9 @@ S3_KEY_PREFIX = (env("S3_KEY_PREFIX", "") or "").strip("/")
 S3_MAX_ATTEMPTS = env_int("S3_MAX_ATTEMPTS", 5)
 S3_CONNECT_TIMEOUT = env_int("S3_CONNECT_TIMEOUT", 5)
 S3_READ_TIMEOUT = env_int("S3_READ_TIMEOUT", 60)
+# The HEAD, GET and single PUT of small objects skip the botocore client pipeline
+# (storage/fast.py) where they can: path-style to S3_ENDPOINT_URL with static keys.
+S3_FAST_PATH = env_bool("S3_FAST_PATH", True)
 LOCAL_STORAGE_ROOT = Path(env("LOCAL_STORAGE_ROOT", str(BASE_DIR / ".data" / "objects")))
 if not DEBUG and STORAGE_BACKEND == "s3" and S3_ACCESS_KEY_ID == DEFAULT_S3_ACCESS_KEY:
     raise ImproperlyConfigured(

@@ -17,10 +17,12 @@ from typing import BinaryIO
 
 import botocore
 import botocore.exceptions
+import urllib3
 from botocore.config import Config
 from django.conf import settings
 from django.core.files.storage import storages
 
+from . import fast
 from .errors import AccessDenied, ObjectNotFound, StorageError, StorageUnavailable
 from .types import ObjectInfo
 
@@ -125,7 +127,7 @@ def translate(exc: Exception, what: str) -> StorageError:
     if isinstance(exc, (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionError,
                         botocore.exceptions.HTTPClientError, botocore.exceptions.ReadTimeoutError,
                         botocore.exceptions.IncompleteReadError, botocore.exceptions.ResponseStreamingError,
-                        ConnectionError, TimeoutError)):
+                        *fast.HTTP_ERRORS)):
         return StorageUnavailable(f"{what}: object storage unreachable ({type(exc).__name__})")
     return StorageError(f"{what}: {type(exc).__name__}: {exc}")
 
@@ -134,13 +136,17 @@ def translate(exc: Exception, what: str) -> StorageError:
 def errors(what: str) -> Iterator[None]:
     try:
         yield
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, ConnectionError,
-            TimeoutError) as exc:
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, *fast.HTTP_ERRORS) as exc:
         raise translate(exc, what) from exc
 
 
 def head(bucket: str, key: str) -> ObjectInfo:
     with errors(f"s3://{bucket}/{key}"):
+        if fast.usable(key):
+            headers = fast.get().request("HEAD", bucket, key).headers
+            return ObjectInfo(bucket=bucket, key=key, size=int(headers["Content-Length"]),
+                              etag=headers.get("ETag", "").strip('"'), content_type=headers.get("Content-Type", ""),
+                              metadata=fast.metadata_from(headers))
         r = client().head_object(Bucket=bucket, Key=key)
     return ObjectInfo(bucket=bucket, key=key, size=r["ContentLength"], etag=r.get("ETag", "").strip('"'),
                       content_type=r.get("ContentType", ""), metadata=r.get("Metadata", {}))
@@ -161,14 +167,34 @@ class ResumingReader(io.RawIOBase):
         self._open()
 
     def _open(self) -> None:
+        if self.body is not None:
+            self._close_body()
         kwargs = {"Bucket": self.bucket, "Key": self.key}
         if self.pos:
             kwargs["Range"] = f"bytes={self.pos}-"
         with errors(f"s3://{self.bucket}/{self.key}"):
+            if fast.usable(self.key):
+                headers = {"Range": kwargs["Range"]} if self.pos else None
+                response = fast.get().request("GET", self.bucket, self.key, headers=headers, stream=True)
+                if self.size is None:
+                    self.size = int(response.headers["Content-Length"])
+                self.body = response
+                return
             r = client().get_object(**kwargs)
         if self.size is None:
             self.size = r["ContentLength"]
         self.body = r["Body"]
+
+    def _close_body(self) -> None:
+        body, self.body = self.body, None
+        if isinstance(body, urllib3.BaseHTTPResponse):
+            if self.size is not None and self.pos >= self.size:
+                body.release_conn()  # read to the end: the connection goes back to the pool
+            else:
+                body.close()  # unread bytes would poison a pooled connection
+                body.release_conn()
+        else:
+            body.close()
 
     def readable(self) -> bool:
         return True
@@ -180,7 +206,7 @@ class ResumingReader(io.RawIOBase):
             try:
                 data = self.body.read(len(buffer))
                 break
-            except (botocore.exceptions.BotoCoreError, ConnectionError, TimeoutError) as exc:
+            except (botocore.exceptions.BotoCoreError, *fast.HTTP_ERRORS) as exc:
                 if self.resumes_left <= 0:
                     raise translate(exc, f"s3://{self.bucket}/{self.key}") from exc
                 self.resumes_left -= 1
@@ -192,7 +218,7 @@ class ResumingReader(io.RawIOBase):
 
     def close(self) -> None:
         if self.body is not None:
-            self.body.close()
+            self._close_body()
         super().close()
 
 
@@ -283,9 +309,7 @@ class MultipartWriter:
     def commit(self) -> ObjectInfo:
         if self.upload_id is None:
             body = memoryview(self.buffer)[:self.filled].tobytes()
-            with errors(self.what):
-                r = client().put_object(Bucket=self.bucket, Key=self.key, Body=body,
-                                                ContentType=self.content_type, Metadata=self.metadata)
+            r = _put_object(self.bucket, self.key, body, self.content_type, self.metadata)
         else:
             if self.filled:
                 self._send_part()
@@ -312,9 +336,20 @@ class MultipartWriter:
         self.buffer = bytearray()
 
 
-def put_bytes(bucket: str, key: str, data: bytes, content_type: str) -> ObjectInfo:
+def _put_object(bucket: str, key: str, data: bytes, content_type: str, metadata: dict | None = None) -> dict:
+    """One PUT of a whole object; returns {"ETag": ...}."""
     with errors(f"s3://{bucket}/{key}"):
-        r = client().put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+        if fast.usable(key, metadata):
+            headers = {"Content-Type": content_type, "Content-Length": str(len(data)),
+                       **{f"x-amz-meta-{name}": str(value) for name, value in (metadata or {}).items()}}
+            response = fast.get().request("PUT", bucket, key, headers=headers, body=data)
+            return {"ETag": response.headers.get("ETag", "")}
+        return client().put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type,
+                                   Metadata=metadata or {})
+
+
+def put_bytes(bucket: str, key: str, data: bytes, content_type: str) -> ObjectInfo:
+    r = _put_object(bucket, key, data, content_type)
     return ObjectInfo(bucket=bucket, key=key, size=len(data), etag=r.get("ETag", "").strip('"'),
                       content_type=content_type, metadata={})
 

@@ -1,0 +1,118 @@
+"""Small S3 requests without the botocore client: HEAD, GET and single PUT.
+
+A job makes three small requests (the web process's HEAD of the input, the worker's GET
+of it and its PUT of result.json), and through a botocore client each one runs the whole
+client pipeline: parameter validation, the endpoint rule set, a dozen event hooks, the
+response parser. For a tiny object that pipeline costs several times the HTTP exchange
+itself (bench/throughput.py, docs/benchmarks.md). These three requests are simple enough
+to send directly:
+
+- signed by botocore's own S3 SigV4 signer (S3SigV4Auth), not by code of ours;
+- sent on a urllib3 pool (the HTTP library botocore itself uses), retried by urllib3's
+  Retry on connection errors and 5xx answers, with the attempts and exponential backoff
+  the botocore client is configured with (S3_MAX_ATTEMPTS);
+- answered errors go through the same translation as the client's (s3.translate).
+
+The fast path is used only where it is exact: path-style addressing to a configured
+endpoint (MinIO, SeaweedFS, and any S3 that accepts path-style), static credentials,
+and keys without "." or ".." or empty path segments (which an HTTP stack may normalise
+away). Anything else, and everything with S3_FAST_PATH=0, goes through the client.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from urllib.parse import quote, urlsplit
+
+import botocore.exceptions
+import urllib3
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from django.conf import settings
+
+# Connection-level failures and broken bodies: transient, like botocore's ConnectionError.
+HTTP_ERRORS = (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_ERROR_CODE = re.compile(rb"<Code>([^<]{1,200})</Code>")
+_ERROR_MESSAGE = re.compile(rb"<Message>([^<]{0,500})</Message>")
+
+
+class Fast:
+    """One per process: a urllib3 pool to the endpoint and a signer."""
+
+    def __init__(self) -> None:
+        from .s3 import USER_AGENT
+
+        self.base = settings.S3_ENDPOINT_URL.rstrip("/")
+        self.signer = S3SigV4Auth(Credentials(settings.S3_ACCESS_KEY_ID, settings.S3_SECRET_ACCESS_KEY), "s3",
+                                  settings.S3_REGION or "us-east-1")
+        attempts = max(1, settings.S3_MAX_ATTEMPTS)
+        self.retry = urllib3.Retry(total=attempts - 1, redirect=0, status_forcelist=_RETRY_STATUSES,
+                                   backoff_factor=0.5, backoff_jitter=0.5, backoff_max=20, raise_on_status=False,
+                                   raise_on_redirect=False)
+        options = {}
+        if urlsplit(self.base).scheme == "https":
+            from botocore.httpsession import get_cert_path
+
+            options["ca_certs"] = os.environ.get("AWS_CA_BUNDLE") or get_cert_path(True)
+        self.pool = urllib3.PoolManager(
+            num_pools=4, maxsize=20, retries=self.retry, headers={"User-Agent": USER_AGENT},
+            timeout=urllib3.Timeout(connect=settings.S3_CONNECT_TIMEOUT, read=settings.S3_READ_TIMEOUT),
+            **options)
+
+    def url(self, bucket: str, key: str) -> str:
+        return f"{self.base}/{quote(bucket, safe='')}/{quote(key, safe='/~')}"
+
+    def request(self, method: str, bucket: str, key: str, *, headers: dict | None = None, body: bytes = b"",
+                stream: bool = False) -> urllib3.BaseHTTPResponse:
+        """Sends one signed request; returns the response for a 2xx, raises ClientError otherwise.
+
+        Connection errors that outlast the retries propagate as urllib3 errors (transient)."""
+        url = self.url(bucket, key)
+        signed = AWSRequest(method=method, url=url, headers=headers or {}, data=body)
+        self.signer.add_auth(signed)
+        response = self.pool.urlopen(method, url, body=body or None, headers=dict(signed.headers.items()),
+                                     preload_content=not stream, decode_content=False, redirect=False)
+        if response.status < 300:
+            return response
+        data = response.data if method != "HEAD" else b""
+        response.release_conn()
+        code = _ERROR_CODE.search(data or b"")
+        message = _ERROR_MESSAGE.search(data or b"")
+        raise botocore.exceptions.ClientError(
+            {"Error": {"Code": code.group(1).decode() if code else str(response.status),
+                       "Message": message.group(1).decode(errors="replace") if message else ""},
+             "ResponseMetadata": {"HTTPStatusCode": response.status}}, method)
+
+
+_fast: dict[tuple, Fast] = {}
+_lock = threading.Lock()
+
+
+def usable(key: str, metadata: dict | None = None) -> bool:
+    """Whether this request can take the fast path (see the module's docstring)."""
+    if not (settings.S3_FAST_PATH and settings.S3_ENDPOINT_URL and settings.S3_ADDRESSING_STYLE == "path"
+            and settings.S3_ACCESS_KEY_ID and settings.S3_SECRET_ACCESS_KEY):
+        return False
+    if metadata and not all(str(k).isascii() and str(v).isascii() for k, v in metadata.items()):
+        return False
+    return bool(key) and not any(part in ("", ".", "..") for part in key.split("/"))
+
+
+def get() -> Fast:
+    # By pid: a forked Celery child builds its own rather than share its parent's sockets.
+    # By the settings it is built from: a changed setting (a test's override) takes effect.
+    key = (os.getpid(), settings.S3_ENDPOINT_URL, settings.S3_ACCESS_KEY_ID, settings.S3_SECRET_ACCESS_KEY,
+           settings.S3_REGION, settings.S3_MAX_ATTEMPTS, settings.S3_CONNECT_TIMEOUT, settings.S3_READ_TIMEOUT)
+    fast = _fast.get(key)
+    if fast is None:
+        with _lock:
+            fast = _fast.get(key) or _fast.setdefault(key, Fast())
+    return fast
+
+
+def metadata_from(headers) -> dict:
+    return {name[11:]: value for name, value in headers.items() if name.lower().startswith("x-amz-meta-")}

@@ -23,7 +23,7 @@ import storage
 from processors import get_processor
 from processors.base import ProcessorError
 
-from .models import DeadLetter, Job, JobState
+from .models import DeadLetter, Job, JobEvent, JobState
 from .state_machine import TransitionRefused, job_transition, record_created
 
 logger = logging.getLogger(__name__)
@@ -44,6 +44,9 @@ class JobError(Exception):
 class CreateResult:
     job: Job
     created: bool
+    # The events this request wrote, oldest first, when it created the job: the response
+    # shows them without reading them back. None for an idempotent repeat.
+    events: list[JobEvent] | None = None
 
 
 def _fingerprint(job_type: str, bucket: str, key: str, params: Any) -> str:
@@ -87,11 +90,13 @@ def job_create(*, owner, job_type: str, input_key: str, input_bucket: str | None
               input_name=input_name or storage.safe_filename(input_key.rsplit("/", 1)[-1]),
               progress_total=info.size, max_attempts=max_attempts or settings.JOB_MAX_ATTEMPTS,
               idempotency_key=idempotency_key, request_fingerprint=fingerprint)
+    enqueued: list[Job | None] = []
     try:
         with transaction.atomic():
             job.save()
-            record_created(job, actor=f"user:{owner.pk}")
-            transaction.on_commit(lambda: job_enqueue(job_id=job.id, reason="created", actor="enqueuer"))
+            created_event = record_created(job, actor=f"user:{owner.pk}")
+            transaction.on_commit(lambda: enqueued.append(
+                job_enqueue(job_id=job.id, reason="created", actor="enqueuer")))
     except IntegrityError:
         # Two requests with one Idempotency-Key raced; the other one's row stands.
         existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
@@ -99,7 +104,10 @@ def job_create(*, owner, job_type: str, input_key: str, input_bucket: str | None
             raise
         return _same_request(existing, fingerprint)
     logger.info("job.created job_id=%s type=%s owner=%s size=%s", job.id, job_type, owner.pk, info.size)
-    return CreateResult(job=job, created=True)
+    if enqueued and enqueued[0] is not None:  # committed and queued already (not inside an outer transaction)
+        queued = enqueued[0]
+        return CreateResult(job=queued, created=True, events=[created_event, queued.transition_event])
+    return CreateResult(job=job, created=True, events=[created_event])
 
 
 def _same_request(existing: Job, fingerprint: str) -> CreateResult:

@@ -48,7 +48,8 @@ def is_allowed(from_state: str, to_state: str) -> bool:
 
 
 class _JobRows:
-    """Hand-written SQL for the three statements of a transition.
+    """Hand-written SQL for a transition: the row lock, then the update and the event
+    insert as one statement (a data-modifying WITH), two round trips instead of three.
 
     Every job makes at least three transitions, and through the ORM each cost ~3.6 ms of
     CPU (query compilation and model building), ten times the SQL itself: more than the
@@ -91,21 +92,27 @@ class _JobRows:
             row[i] = field.from_db_value(row[i], None, connection)
         return Job.from_db(connection.alias, self.attnames, row)
 
-    def update(self, job: Job, names: set[str]) -> None:
+    def _update_sql(self, job: Job, names: set[str]) -> tuple[str, list]:
         qn = connection.ops.quote_name
         fields = [self.by_name[name] for name in sorted(names)]
         assignments = ", ".join(f"{qn(f.column)} = %s" for f in fields)
         sql = f"UPDATE {self.job_table} SET {assignments} WHERE {self.pk_column} = %s"  # noqa: S608
         params = [f.get_db_prep_save(getattr(job, f.attname), connection) for f in fields]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [*params, job.pk])
+        return sql, [*params, job.pk]
 
-    def add_event(self, **values) -> JobEvent:
+    def update_and_add_event(self, job: Job, names: set[str], **values) -> JobEvent:
+        """Updates the locked row and inserts its event in one statement. PostgreSQL runs
+        a data-modifying WITH to completion whether or not the main statement reads it."""
+        update_sql, params = self._update_sql(job, names)
+        return self.add_event(_with=(f"WITH moved AS ({update_sql}) ", params), **values)
+
+    def add_event(self, _with: tuple[str, list] = ("", []), **values) -> JobEvent:
         if self._select_sql is None:
             self._prepare()
         event = JobEvent(**values)
+        prefix, params = _with
         with connection.cursor() as cursor:
-            cursor.execute(self.event_sql, [getattr(event, name) for name in self.event_attnames])
+            cursor.execute(prefix + self.event_sql, [*params, *(getattr(event, name) for name in self.event_attnames)])
             event.pk = cursor.fetchone()[0]
         event._state.adding = False
         return event
@@ -136,6 +143,7 @@ def job_transition(
     claim_token: for moves out of PROCESSING by a worker, the token of its claim.
     changes: other fields to set in the same update, or a function of the locked row that
     returns them (for values derived from the row, such as an appended list).
+    The returned job carries the JobEvent written, as `transition_event`.
     """
     if isinstance(expected, str):
         expected = {expected}
@@ -168,9 +176,10 @@ def job_transition(
             job.lease_expires_at = None
             job.claim_token = None
             fields |= {"finished_at", "lease_expires_at", "claim_token"}
-        _rows.update(job, fields)
-        event = _rows.add_event(job_id=job.id, from_state=from_state, to_state=to, reason=reason[:4000],
-                                attempt=job.attempts, actor=actor[:255], created_at=now)
+        event = _rows.update_and_add_event(job, fields, job_id=job.id, from_state=from_state, to_state=to,
+                                           reason=reason[:4000], attempt=job.attempts, actor=actor[:255],
+                                           created_at=now)
+        job.transition_event = event
         logger.info("job.transition job_id=%s from=%s to=%s attempt=%s actor=%s reason=%s",
                     job.id, from_state, to, job.attempts, actor, reason[:200])
 

@@ -130,14 +130,18 @@ class JobSerializer(serializers.Serializer):
 
 
 class JobDetailSerializer(JobSerializer):
+    """context["events"], when given, are the job's events oldest first, as the caller
+    already holds them (the create writes them); otherwise they are read."""
+
     events = JobEventSerializer(many=True)
 
     def to_representation(self, job) -> dict:
         data = super().to_representation(job)
+        events = self.context.get("events")
         data["events"] = [
             {"from": e.from_state, "to": e.to_state, "reason": e.reason, "attempt": int(e.attempt), "actor": e.actor,
              "at": _datetime(e.created_at)}
-            for e in job.events.all()
+            for e in (job.events.all() if events is None else events)
         ]
         return data
 

@@ -88,7 +88,7 @@ class JobListCreateApi(ApiView):
             input_key=meta["key"] if meta else data["input_object_key"],
             input_bucket=meta["bucket"] if meta else None,
             params=data.get("params") or {}, idempotency_key=request.headers.get("Idempotency-Key"))
-        return Response(s.JobDetailSerializer(result.job).data,
+        return Response(s.JobDetailSerializer(result.job, context={"events": result.events}).data,
                         status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
 

@@ -59,3 +59,22 @@ def test_null_result_zero_total_and_a_non_utc_time_zone(make_job, user):
     with timezone.override("Asia/Kolkata"):
         _both(job)
         assert JobSerializer(Job.objects.get(pk=job.pk)).data["created_at"].endswith("+05:30")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_create_response_shows_what_a_fresh_read_of_the_queued_job_shows(user, upload):
+    """The create hands the events it wrote to the serializer instead of reading them back.
+    A real commit, as in a request: the job is queued before the response is written."""
+    from tests.conftest import purge_queues
+
+    key = upload(user, b"a,b\n1,2\n", "people.csv")
+    try:
+        result = services.job_create(owner=user, job_type="CSV_ROW_COUNT", input_key=key)
+    finally:
+        purge_queues()  # the run message has no worker here and must not reach a later test's
+
+    assert result.job.state == JobState.QUEUED
+    assert [(e.from_state, e.to_state) for e in result.events] == [("", "CREATED"), ("CREATED", "QUEUED")]
+    shown = JobDetailSerializer(result.job, context={"events": result.events}).data
+    fresh = JobDetailSerializer(Job.objects.get(pk=result.job.pk)).data
+    assert json.dumps(shown) == json.dumps(fresh)

@@ -6,6 +6,7 @@ channel layer; state changes are made through the services, as in production.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -208,3 +209,29 @@ def test_a_socket_from_a_foreign_origin_is_refused(queued_job, user):
         return connected
 
     assert async_to_sync(scenario)() is False
+
+
+def test_the_direct_publisher_publishes_where_the_layer_listens_for_a_group(user):
+    """jobs/notify.py publishes group messages without the layer's event loop; its channel
+    name and serialization must stay the layer's own (channels_redis upgrades included)."""
+    from channels.layers import get_channel_layer
+
+    from jobs import notify
+
+    layer = get_channel_layer()
+    publisher = notify._direct_publisher(layer)
+    assert publisher is not None, "the configured layer should take the direct path"
+
+    async def scenario():
+        assert layer._get_layer()._get_group_channel_name("jobs.user.1") == publisher.channel("jobs.user.1")
+        channel = await layer.new_channel()
+        await layer.group_add(notify.user_group(user.pk), channel)
+        for _ in range(5):  # Redis may take the PUBLISH before the layer's SUBSCRIBE lands
+            await database_sync_to_async(publisher.send)([notify.user_group(user.pk)], {"type": "job.update", "n": 1})
+            try:
+                return await asyncio.wait_for(layer.receive(channel), 1)
+            except TimeoutError:
+                continue
+        return None
+
+    assert async_to_sync(scenario)() == {"type": "job.update", "n": 1}

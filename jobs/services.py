@@ -24,7 +24,7 @@ from processors import get_processor
 from processors.base import ProcessorError
 
 from .models import DeadLetter, Job, JobEvent, JobState
-from .state_machine import TransitionRefused, job_transition, record_created
+from .state_machine import TransitionRefused, insert_created, job_transition
 
 logger = logging.getLogger(__name__)
 S = JobState
@@ -90,13 +90,8 @@ def job_create(*, owner, job_type: str, input_key: str, input_bucket: str | None
               input_name=input_name or storage.safe_filename(input_key.rsplit("/", 1)[-1]),
               progress_total=info.size, max_attempts=max_attempts or settings.JOB_MAX_ATTEMPTS,
               idempotency_key=idempotency_key, request_fingerprint=fingerprint)
-    enqueued: list[Job | None] = []
     try:
-        with transaction.atomic():
-            job.save()
-            created_event = record_created(job, actor=f"user:{owner.pk}")
-            transaction.on_commit(lambda: enqueued.append(
-                job_enqueue(job_id=job.id, reason="created", actor="enqueuer")))
+        created_event = insert_created(job, actor=f"user:{owner.pk}")
     except IntegrityError:
         # Two requests with one Idempotency-Key raced; the other one's row stands.
         existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
@@ -104,6 +99,9 @@ def job_create(*, owner, job_type: str, input_key: str, input_bucket: str | None
             raise
         return _same_request(existing, fingerprint)
     logger.info("job.created job_id=%s type=%s owner=%s size=%s", job.id, job_type, owner.pk, info.size)
+    enqueued: list[Job | None] = []
+    # The row is committed (or, inside a caller's transaction, commits with it): enqueue then.
+    transaction.on_commit(lambda: enqueued.append(job_enqueue(job_id=job.id, reason="created", actor="enqueuer")))
     if enqueued and enqueued[0] is not None:  # committed and queued already (not inside an outer transaction)
         queued = enqueued[0]
         return CreateResult(job=queued, created=True, events=[created_event, queued.transition_event])

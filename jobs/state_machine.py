@@ -77,6 +77,9 @@ class _JobRows:
         table, pk = qn(JobEvent._meta.db_table), qn(JobEvent._meta.pk.column)
         columns, values = ", ".join(qn(f.column) for f in event_fields), ", ".join(["%s"] * len(event_fields))
         self.event_sql = f"INSERT INTO {table} ({columns}) VALUES ({values}) RETURNING {pk}"  # noqa: S608
+        job_columns = ", ".join(qn(f.column) for f in self.fields)
+        job_values = ", ".join(["%s"] * len(self.fields))
+        self.insert_sql = f"INSERT INTO {self.job_table} ({job_columns}) VALUES ({job_values})"  # noqa: S608
 
     def lock(self, job_id) -> Job:
         if self._select_sql is None:
@@ -106,6 +109,17 @@ class _JobRows:
         update_sql, params = self._update_sql(job, names)
         return self.add_event(_with=(f"WITH moved AS ({update_sql}) ", params), **values)
 
+    def insert_and_add_event(self, job: Job, **values) -> JobEvent:
+        """Inserts a new job row and its first event in one statement, with the values the
+        job holds (the caller sets created_at and updated_at, which Model.save's pre_save
+        would). The event's foreign key is checked at the end of the statement."""
+        if self._select_sql is None:
+            self._prepare()
+        params = [f.get_db_prep_save(getattr(job, f.attname), connection) for f in self.fields]
+        event = self.add_event(_with=(f"WITH created AS ({self.insert_sql}) ", params), **values)
+        job._state.adding, job._state.db = False, connection.alias
+        return event
+
     def add_event(self, _with: tuple[str, list] = ("", []), **values) -> JobEvent:
         if self._select_sql is None:
             self._prepare()
@@ -121,10 +135,22 @@ class _JobRows:
 _rows = _JobRows()
 
 
-def record_created(job: Job, *, actor: str) -> JobEvent:
-    """The CREATED event of a job row just inserted, in the caller's transaction."""
-    return _rows.add_event(job_id=job.id, from_state="", to_state=S.CREATED, reason="created", attempt=job.attempts,
-                           actor=actor[:255], created_at=job.created_at)
+def insert_created(job: Job, *, actor: str) -> JobEvent:
+    """Inserts a new CREATED job with its CREATED event, in one statement (atomic by itself;
+    inside a caller's transaction, under a savepoint so that a refused insert, such as a
+    reused Idempotency-Key, leaves that transaction usable). Returns the event."""
+    if job.state != S.CREATED:
+        raise TransitionRefused(f"a new job starts CREATED, not {job.state}", job=job)
+    job.created_at = job.updated_at = timezone.now()
+
+    def insert() -> JobEvent:
+        return _rows.insert_and_add_event(job, job_id=job.id, from_state="", to_state=S.CREATED, reason="created",
+                                          attempt=job.attempts, actor=actor[:255], created_at=job.created_at)
+
+    if connection.in_atomic_block:
+        with transaction.atomic():
+            return insert()
+    return insert()
 
 
 def job_transition(

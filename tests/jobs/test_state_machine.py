@@ -5,7 +5,7 @@ import uuid
 from itertools import product
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection
 
 from jobs import services
 from jobs.models import DeadLetter, Job, JobEvent, JobState
@@ -161,3 +161,27 @@ def test_retry_backoff_grows_exponentially_with_jitter_and_a_cap(settings):
         delays = [services.retry_delay(attempt) for _ in range(50)]
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
         assert len(set(delays)) > 1  # jittered
+
+
+def test_a_new_job_is_inserted_with_its_created_event_exactly_as_the_orm_would_write_it(user):
+    """insert_created writes the row and its event in one hand-written statement; every
+    column must read back as the object holds it, as after Model.save."""
+    from jobs.state_machine import insert_created
+
+    job = Job(owner=user, job_type="CSV_ROW_COUNT", params={"delimiter": ";", "ünï": [1, None]}, input_bucket="b",
+              input_key=f"uploads/{user.pk}/k", input_size=12, progress_total=12, max_attempts=3,
+              idempotency_key="key-1", request_fingerprint="f" * 64)
+    event = insert_created(job, actor=f"user:{user.pk}")
+
+    stored = Job.objects.get(pk=job.pk)
+    for field in Job._meta.concrete_fields:
+        assert getattr(stored, field.attname) == getattr(job, field.attname), field.name
+    assert stored.state == JobState.CREATED and stored.created_at == stored.updated_at
+    assert list(stored.events.values_list("pk", "from_state", "to_state", "actor", "created_at")) == [
+        (event.pk, "", JobState.CREATED, f"user:{user.pk}", stored.created_at)]
+
+    twin = Job(owner=user, job_type="CSV_ROW_COUNT", input_bucket="b", input_key="k", idempotency_key="key-1")
+    with pytest.raises(IntegrityError):
+        insert_created(twin, actor="user")
+    assert Job.objects.filter(idempotency_key="key-1").count() == 1  # the transaction is still usable
+    assert not JobEvent.objects.filter(job_id=twin.pk).exists()

@@ -41,3 +41,14 @@ class SharedRedisCache(RedisCache):
     def __init__(self, server, params):
         super().__init__(server, params)
         self._class = SharedRedisCacheClient
+
+
+def redis_client():
+    """The default cache's shared redis.Redis, for atomic operations the cache API lacks
+    (the API throttles' script); None when the default cache is not this Redis cache."""
+    from django.core.cache import caches
+
+    default = caches["default"]
+    if not isinstance(default, SharedRedisCache):
+        return None
+    return default._cache.get_client(write=True)

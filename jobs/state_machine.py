@@ -1,8 +1,9 @@
 """The job state machine: the allowed moves, and the one function that makes them.
 
-Every state change in the platform goes through `job_transition`. It locks the row,
-checks the move against ALLOWED and the caller's expectations, writes the JobEvent in
-the same transaction, and sends the live notification only after commit. A late or
+Every state change in the platform goes through `job_transition`. It reads the row,
+checks the move against ALLOWED and the caller's expectations, then writes the change
+and the JobEvent in one statement that applies only if the row is still as it was read
+(compare-and-set), and sends the live notification only after commit. A late or
 duplicate message therefore cannot move a job backwards or complete it twice.
 """
 
@@ -35,6 +36,11 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 
 
+# Reads and compare-and-sets before a transition gives up on a row that keeps changing
+# (progress writes change updated_at too; each lost race costs two statements).
+CAS_ATTEMPTS = 20
+
+
 class TransitionRefused(Exception):
     """The job is not in a state from which this move is allowed (or was changed meanwhile)."""
 
@@ -48,8 +54,8 @@ def is_allowed(from_state: str, to_state: str) -> bool:
 
 
 class _JobRows:
-    """Hand-written SQL for a transition: the row lock, then the update and the event
-    insert as one statement (a data-modifying WITH), two round trips instead of three.
+    """Hand-written SQL for a transition: a read of the row, then the compare-and-set
+    update and the event insert as one statement (a data-modifying WITH).
 
     Every job makes at least three transitions, and through the ORM each cost ~3.6 ms of
     CPU (query compilation and model building), ten times the SQL itself: more than the
@@ -70,18 +76,23 @@ class _JobRows:
         self.job_table, self.pk_column = qn(Job._meta.db_table), qn(Job._meta.pk.column)
         # Identifiers come from the model's meta, quoted; every value is a bound parameter.
         columns = ", ".join(qn(f.column) for f in self.fields)
-        self._select_sql = f"SELECT {columns} FROM {self.job_table} WHERE {self.pk_column} = %s FOR UPDATE"  # noqa: S608
+        self._select_sql = f"SELECT {columns} FROM {self.job_table} WHERE {self.pk_column} = %s"  # noqa: S608
+        self.cas_sql = (f" WHERE {self.pk_column} = %s AND {qn(Job._meta.get_field('state').column)} = %s"
+                        f" AND {qn(Job._meta.get_field('updated_at').column)} = %s RETURNING {self.pk_column}")
         event_fields = [JobEvent._meta.get_field(name) for name in
                         ("job", "from_state", "to_state", "reason", "attempt", "actor", "created_at")]
         self.event_attnames = [f.attname for f in event_fields]
         table, pk = qn(JobEvent._meta.db_table), qn(JobEvent._meta.pk.column)
         columns, values = ", ".join(qn(f.column) for f in event_fields), ", ".join(["%s"] * len(event_fields))
         self.event_sql = f"INSERT INTO {table} ({columns}) VALUES ({values}) RETURNING {pk}"  # noqa: S608
+        # The event of a compare-and-set: inserted only if the update matched (job_id from it).
+        self.cas_event_sql = (f"INSERT INTO {table} ({columns}) SELECT {self.pk_column}, "  # noqa: S608
+                              f"{', '.join(['%s'] * (len(event_fields) - 1))} FROM moved RETURNING {pk}")
         job_columns = ", ".join(qn(f.column) for f in self.fields)
         job_values = ", ".join(["%s"] * len(self.fields))
         self.insert_sql = f"INSERT INTO {self.job_table} ({job_columns}) VALUES ({job_values})"  # noqa: S608
 
-    def lock(self, job_id) -> Job:
+    def read(self, job_id) -> Job:
         if self._select_sql is None:
             self._prepare()
         pk = Job._meta.pk.get_db_prep_value(job_id, connection)  # a malformed id raises ValidationError
@@ -95,19 +106,28 @@ class _JobRows:
             row[i] = field.from_db_value(row[i], None, connection)
         return Job.from_db(connection.alias, self.attnames, row)
 
-    def _update_sql(self, job: Job, names: set[str]) -> tuple[str, list]:
+    def compare_and_set(self, job: Job, names: set[str], *, was_state: str, was_updated_at,
+                        **values) -> JobEvent | None:
+        """Updates the row, only if it is still in the state and version (updated_at) it
+        was read in, and inserts the event only if it did, in one statement: atomic by
+        itself. Returns the event, or None if the row changed since it was read."""
         qn = connection.ops.quote_name
         fields = [self.by_name[name] for name in sorted(names)]
         assignments = ", ".join(f"{qn(f.column)} = %s" for f in fields)
-        sql = f"UPDATE {self.job_table} SET {assignments} WHERE {self.pk_column} = %s"  # noqa: S608
+        sql = (f"WITH moved AS (UPDATE {self.job_table} SET {assignments}{self.cas_sql}) "  # noqa: S608
+               f"{self.cas_event_sql}")
         params = [f.get_db_prep_save(getattr(job, f.attname), connection) for f in fields]
-        return sql, [*params, job.pk]
-
-    def update_and_add_event(self, job: Job, names: set[str], **values) -> JobEvent:
-        """Updates the locked row and inserts its event in one statement. PostgreSQL runs
-        a data-modifying WITH to completion whether or not the main statement reads it."""
-        update_sql, params = self._update_sql(job, names)
-        return self.add_event(_with=(f"WITH moved AS ({update_sql}) ", params), **values)
+        updated_at = Job._meta.get_field("updated_at").get_db_prep_value(was_updated_at, connection)
+        event = JobEvent(**values)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params, job.pk, was_state, updated_at,
+                                 *(getattr(event, name) for name in self.event_attnames[1:])])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        event.pk = row[0]
+        event._state.adding = False
+        return event
 
     def insert_and_add_event(self, job: Job, **values) -> JobEvent:
         """Inserts a new job row and its first event in one statement, with the values the
@@ -167,17 +187,19 @@ def job_transition(
 
     expected: the states the caller believes the job is in (compare-and-set).
     claim_token: for moves out of PROCESSING by a worker, the token of its claim.
-    changes: other fields to set in the same update, or a function of the locked row that
+    changes: other fields to set in the same update, or a function of the row as read that
     returns them (for values derived from the row, such as an appended list).
     The returned job carries the JobEvent written, as `transition_event`.
     """
     if isinstance(expected, str):
         expected = {expected}
-    with transaction.atomic():
-        # The row lock serialises racing workers, the sweeper and users: whoever comes
-        # second sees the state the first one left and is refused.
-        job = _rows.lock(job_id)
-        from_state = job.state
+    # Compare-and-set: read the row, check the move, then update it only if it is still
+    # in the state and version it was read in. Racing workers, the sweeper and users are
+    # serialised by PostgreSQL's row lock inside that one statement: whoever comes second
+    # matches nothing, reads the row again, and is refused by the state the first left.
+    for _ in range(CAS_ATTEMPTS):
+        job = _rows.read(job_id)
+        from_state, was_updated_at = job.state, job.updated_at
         if expected is not None and from_state not in set(expected):
             raise TransitionRefused(f"job {job.id} is {from_state}, expected {'/'.join(sorted(expected))}", job=job)
         if not is_allowed(from_state, to):
@@ -202,14 +224,17 @@ def job_transition(
             job.lease_expires_at = None
             job.claim_token = None
             fields |= {"finished_at", "lease_expires_at", "claim_token"}
-        event = _rows.update_and_add_event(job, fields, job_id=job.id, from_state=from_state, to_state=to,
-                                           reason=reason[:4000], attempt=job.attempts, actor=actor[:255],
-                                           created_at=now)
+        event = _rows.compare_and_set(job, fields, was_state=from_state, was_updated_at=was_updated_at,
+                                      job_id=job.id, from_state=from_state, to_state=to, reason=reason[:4000],
+                                      attempt=job.attempts, actor=actor[:255], created_at=now)
+        if event is None:
+            continue  # the row changed between the read and the write: read it again
         job.transition_event = event
         logger.info("job.transition job_id=%s from=%s to=%s attempt=%s actor=%s reason=%s",
                     job.id, from_state, to, job.attempts, actor, reason[:200])
 
         from .notify import job_changed
 
-        transaction.on_commit(lambda: job_changed(job, event=event))
-    return job
+        transaction.on_commit(lambda job=job, event=event: job_changed(job, event=event))
+        return job
+    raise TransitionRefused(f"job {job_id} kept changing under {CAS_ATTEMPTS} attempts to move it to {to}", job=job)

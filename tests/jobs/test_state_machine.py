@@ -185,3 +185,48 @@ def test_a_new_job_is_inserted_with_its_created_event_exactly_as_the_orm_would_w
         insert_created(twin, actor="user")
     assert Job.objects.filter(idempotency_key="key-1").count() == 1  # the transaction is still usable
     assert not JobEvent.objects.filter(job_id=twin.pk).exists()
+
+
+def _change_after_first_read(monkeypatch, change):
+    """Runs `change` (another actor's committed write) right after the transition's first
+    read of the row, so its compare-and-set meets a row that moved on in between."""
+    from jobs import state_machine
+
+    original, calls = state_machine._rows.read, []
+
+    def read(job_id):
+        row = original(job_id)
+        calls.append(job_id)
+        if len(calls) == 1:
+            change()
+        return row
+
+    monkeypatch.setattr(state_machine._rows, "read", read)
+    return calls
+
+
+@pytest.mark.django_db
+def test_a_move_that_loses_a_race_is_judged_again_on_the_row_the_winner_left(user, monkeypatch):
+    job = make_job(user, S.QUEUED)
+    calls = _change_after_first_read(monkeypatch, lambda: services.job_cancel(job=job, actor="user:owner"))
+
+    assert services.job_claim(job_id=job.id, worker="late-worker") is None  # refused: it is CANCELLED now
+
+    job.refresh_from_db()
+    assert len(calls) == 3  # the claim's read, the cancel's own, the claim's second read
+    assert job.state == S.CANCELLED and job.worker == "" and job.attempts == 0
+    assert list(job.events.values_list("from_state", "to_state")) == [(S.QUEUED, S.CANCELLED)]
+
+
+@pytest.mark.django_db
+def test_a_row_touched_in_between_but_still_movable_is_moved_once(user, monkeypatch):
+    job = services.job_claim(job_id=make_job(user, S.QUEUED).id, worker="w1")
+    # A progress write between the read and the write: same state, new version.
+    calls = _change_after_first_read(monkeypatch, lambda: services.job_record_progress(job=job, bytes_read=5))
+
+    done = services.job_complete(job=job, result={"rows": 1}, result_keys=["k"], actor="worker:w1")
+
+    stored = Job.objects.get(pk=job.pk)
+    assert len(calls) == 2
+    assert done.state == stored.state == S.COMPLETED and stored.result == {"rows": 1}
+    assert stored.events.filter(to_state=S.COMPLETED).count() == 1

@@ -11,6 +11,9 @@ once, then one request per period/N; Retry-After says when the next one is.
 
 from __future__ import annotations
 
+import logging
+
+import redis
 from django.core.cache import cache
 from rest_framework.settings import api_settings
 from rest_framework.throttling import UserRateThrottle
@@ -29,6 +32,7 @@ redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil((new_tat - now) * 
 return '0'
 """
 _scripts: dict[int, object] = {}
+logger = logging.getLogger(__name__)
 
 
 class JobCreateThrottle(UserRateThrottle):
@@ -51,8 +55,14 @@ class JobCreateThrottle(UserRateThrottle):
         if script is None:
             script = _scripts[id(client)] = client.register_script(_GCRA)
         interval = self.duration / self.num_requests
-        wait = float(script(keys=[cache.make_key(self.key)], args=[repr(self.timer()), repr(interval),
-                                                                    repr(self.duration - interval)]))
+        try:
+            wait = float(script(keys=[cache.make_key(self.key)], args=[repr(self.timer()), repr(interval),
+                                                                        repr(self.duration - interval)]))
+        except redis.RedisError:
+            # Redis is down or restarting: let the request through rather than fail it. A
+            # job created now is committed, and the sweeper publishes it once Redis is back.
+            logger.warning("throttle.unavailable scope=%s", self.scope, exc_info=True)
+            return True
         self._wait = wait if wait > 0 else None
         return self._wait is None
 

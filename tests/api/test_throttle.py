@@ -53,3 +53,17 @@ def test_each_user_and_each_scope_has_its_own_allowance(user, other_user):
 def test_without_a_rate_nothing_is_throttled(user, settings):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"job_create": None}}
     assert all(ask(JobCreateThrottle, user, 1_800_000_000.0)[0] for _ in range(50))
+
+
+def test_with_redis_unreachable_the_request_is_let_through(user, settings):
+    """A create during a Redis restart must not fail on the rate check (the job is
+    committed and the sweeper publishes it later); the cache is pointed at a closed port."""
+    from jobplatform.devstack import free_port
+
+    original = settings.CACHES
+    settings.CACHES = {"default": {"BACKEND": "jobplatform.cache.SharedRedisCache",
+                                   "LOCATION": f"redis://127.0.0.1:{free_port()}/0"}}
+    try:
+        assert all(ask(JobCreateThrottle, user, 1_800_000_000.0)[0] for _ in range(5))
+    finally:
+        settings.CACHES = original  # before the fixture's cache.clear()

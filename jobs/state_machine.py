@@ -118,16 +118,8 @@ class _JobRows:
                f"{self.cas_event_sql}")
         params = [f.get_db_prep_save(getattr(job, f.attname), connection) for f in fields]
         updated_at = Job._meta.get_field("updated_at").get_db_prep_value(was_updated_at, connection)
-        event = JobEvent(**values)
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [*params, job.pk, was_state, updated_at,
-                                 *(getattr(event, name) for name in self.event_attnames[1:])])
-            row = cursor.fetchone()
-        if row is None:
-            return None
-        event.pk = row[0]
-        event._state.adding = False
-        return event
+        # The event's job_id comes from the updated row, so it is not among the parameters.
+        return self._write_event(sql, [*params, job.pk, was_state, updated_at], self.event_attnames[1:], values)
 
     def insert_and_add_event(self, job: Job, **values) -> JobEvent:
         """Inserts a new job row and its first event in one statement, with the values the
@@ -136,18 +128,21 @@ class _JobRows:
         if self._select_sql is None:
             self._prepare()
         params = [f.get_db_prep_save(getattr(job, f.attname), connection) for f in self.fields]
-        event = self.add_event(_with=(f"WITH created AS ({self.insert_sql}) ", params), **values)
+        event = self._write_event(f"WITH created AS ({self.insert_sql}) {self.event_sql}", params,
+                                  self.event_attnames, values)
         job._state.adding, job._state.db = False, connection.alias
         return event
 
-    def add_event(self, _with: tuple[str, list] = ("", []), **values) -> JobEvent:
-        if self._select_sql is None:
-            self._prepare()
+    def _write_event(self, sql: str, params: list, attnames: list[str], values: dict) -> JobEvent | None:
+        """Runs a statement whose main part inserts one JobEvent (its `attnames` values
+        follow `params`) and returns that event, or None if the statement inserted none."""
         event = JobEvent(**values)
-        prefix, params = _with
         with connection.cursor() as cursor:
-            cursor.execute(prefix + self.event_sql, [*params, *(getattr(event, name) for name in self.event_attnames)])
-            event.pk = cursor.fetchone()[0]
+            cursor.execute(sql, [*params, *(getattr(event, name) for name in attnames)])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        event.pk = row[0]
         event._state.adding = False
         return event
 

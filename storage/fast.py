@@ -78,10 +78,9 @@ class Fast:
                                      preload_content=not stream, decode_content=False, redirect=False)
         if response.status < 300:
             return response
-        data = response.data if method != "HEAD" else b""
+        data = b"" if method == "HEAD" else response.data
         response.release_conn()
-        code = _ERROR_CODE.search(data or b"")
-        message = _ERROR_MESSAGE.search(data or b"")
+        code, message = _ERROR_CODE.search(data), _ERROR_MESSAGE.search(data)
         raise botocore.exceptions.ClientError(
             {"Error": {"Code": code.group(1).decode() if code else str(response.status),
                        "Message": message.group(1).decode(errors="replace") if message else ""},

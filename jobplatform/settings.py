@@ -125,6 +125,9 @@ if DB_POOL:
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": env_int("DB_POOL_MIN_SIZE", 2), "max_size": env_int("DB_POOL_MAX_SIZE", 20), "timeout": 10}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Threads that run the web process's sync request code (jobplatform/handlers.py): at most
+# this many requests are in views at once, and each holds at most one pooled connection.
+WEB_THREADS = env_int("WEB_THREADS", 16)
 
 # --- redis: broker, channel layer, cache ---------------------------------------------------
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")

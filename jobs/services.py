@@ -101,7 +101,8 @@ def job_create(*, owner, job_type: str, input_key: str, input_bucket: str | None
     logger.info("job.created job_id=%s type=%s owner=%s size=%s", job.id, job_type, owner.pk, info.size)
     enqueued: list[Job | None] = []
     # The row is committed (or, inside a caller's transaction, commits with it): enqueue then.
-    transaction.on_commit(lambda: enqueued.append(job_enqueue(job_id=job.id, reason="created", actor="enqueuer")))
+    transaction.on_commit(lambda: enqueued.append(job_enqueue(job_id=job.id, reason="created", actor="enqueuer",
+                                                                   current=job)))
     if enqueued and enqueued[0] is not None:  # committed and queued already (not inside an outer transaction)
         queued = enqueued[0]
         return CreateResult(job=queued, created=True, events=[created_event, queued.transition_event])
@@ -135,16 +136,18 @@ def _check_input(*, owner, bucket: str, key: str) -> storage.ObjectInfo:
 # --- enqueue ---------------------------------------------------------------------------------
 
 def job_enqueue(*, job_id: uuid.UUID | str, reason: str, actor: str,
-                expected: tuple[str, ...] = (S.CREATED,), changes: dict | None = None) -> Job | None:
+                expected: tuple[str, ...] = (S.CREATED,), changes: dict | None = None,
+                current: Job | None = None) -> Job | None:
     """Moves a job to QUEUED and publishes its message after commit.
 
+    current: the caller's copy of the row, if it has one (see job_transition).
     If the publish fails (broker down) the job stays QUEUED and the sweeper publishes it
     again later: the database, not the broker, is the source of truth.
     """
     task_id = str(uuid.uuid4())
     try:
         job = job_transition(job_id=job_id, to=S.QUEUED, expected=expected, reason=reason, actor=actor,
-                             changes=lambda locked: {
+                             current=current, changes=lambda locked: {
                                  "celery_task_id": task_id, "task_ids": [*locked.task_ids[-19:], task_id],
                                  "next_attempt_at": None, "publish_count": 1, "cancel_requested": False,
                                  **(changes or {})})
@@ -199,9 +202,12 @@ def job_heartbeat(*, job_id: uuid.UUID | str, claim_token: uuid.UUID) -> bool:
 
 def job_record_progress(*, job: Job, bytes_read: int) -> bool:
     """Writes progress; returns True if the job's owner asked to cancel it."""
+    now = timezone.now()
     updated = Job.objects.filter(pk=job.pk, state=S.PROCESSING, claim_token=job.claim_token).update(
-        progress_bytes=bytes_read, updated_at=timezone.now())
+        progress_bytes=bytes_read, updated_at=now)
     job.progress_bytes = bytes_read
+    if updated:  # the caller's copy stays current (job_complete tries it before reading)
+        job.updated_at = now
     if updated:
         from .notify import job_changed
 
@@ -213,14 +219,15 @@ def job_record_progress(*, job: Job, bytes_read: int) -> bool:
 
 def job_complete(*, job: Job, result: dict, result_keys: list[str], actor: str) -> Job:
     return job_transition(job_id=job.id, to=S.COMPLETED, expected=S.PROCESSING, claim_token=job.claim_token,
-                          reason="result written", actor=actor,
+                          reason="result written", actor=actor, current=job,
                           changes={"result": result, "result_keys": result_keys, "error_code": "",
                                    "error_message": "", "progress_bytes": job.input_size})
 
 
 def job_fail(*, job: Job, code: str, message: str, actor: str) -> Job:
     return job_transition(job_id=job.id, to=S.FAILED, expected=S.PROCESSING, claim_token=job.claim_token,
-                          reason=message, actor=actor, changes={"error_code": code[:64], "error_message": message})
+                          reason=message, actor=actor, current=job,
+                          changes={"error_code": code[:64], "error_message": message})
 
 
 def job_cancelled_by_worker(*, job: Job, actor: str) -> Job:

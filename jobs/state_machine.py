@@ -9,6 +9,7 @@ duplicate message therefore cannot move a job backwards or complete it twice.
 
 from __future__ import annotations
 
+import copy
 import logging
 import uuid
 from collections.abc import Callable, Iterable
@@ -177,6 +178,7 @@ def job_transition(
     actor: str = "system",
     claim_token: uuid.UUID | None = None,
     changes: dict[str, Any] | Callable[[Job], dict[str, Any]] | None = None,
+    current: Job | None = None,
 ) -> Job:
     """Moves one job to `to`, or raises TransitionRefused and changes nothing.
 
@@ -184,6 +186,10 @@ def job_transition(
     claim_token: for moves out of PROCESSING by a worker, the token of its claim.
     changes: other fields to set in the same update, or a function of the row as read that
     returns them (for values derived from the row, such as an appended list).
+    current: the caller's copy of the row, as it last wrote or read it (a job it just
+    created or claimed). The first compare-and-set is tried against it instead of a fresh
+    read; if the row changed since, that statement matches nothing and the row is read as
+    usual, so a stale copy costs one statement and never a wrong move. It is not modified.
     The returned job carries the JobEvent written, as `transition_event`.
     """
     if isinstance(expected, str):
@@ -193,7 +199,10 @@ def job_transition(
     # serialised by PostgreSQL's row lock inside that one statement: whoever comes second
     # matches nothing, reads the row again, and is refused by the state the first left.
     for _ in range(CAS_ATTEMPTS):
-        job = _rows.read(job_id)
+        if current is not None and str(current.pk) == str(job_id):
+            job, current = copy.copy(current), None
+        else:
+            job = _rows.read(job_id)
         from_state, was_updated_at = job.state, job.updated_at
         if expected is not None and from_state not in set(expected):
             raise TransitionRefused(f"job {job.id} is {from_state}, expected {'/'.join(sorted(expected))}", job=job)

@@ -1,5 +1,6 @@
 """The state machine: every allowed move happens, every other is refused, races have one winner."""
 
+import copy
 import threading
 import uuid
 from itertools import product
@@ -7,7 +8,7 @@ from itertools import product
 import pytest
 from django.db import IntegrityError, connection
 
-from jobs import services
+from jobs import services, state_machine
 from jobs.models import DeadLetter, Job, JobEvent, JobState
 from jobs.state_machine import ALLOWED, TransitionRefused, job_transition
 
@@ -224,9 +225,64 @@ def test_a_row_touched_in_between_but_still_movable_is_moved_once(user, monkeypa
     # A progress write between the read and the write: same state, new version.
     calls = _change_after_first_read(monkeypatch, lambda: services.job_record_progress(job=job, bytes_read=5))
 
-    done = services.job_complete(job=job, result={"rows": 1}, result_keys=["k"], actor="worker:w1")
+    done = job_transition(job_id=job.id, to=S.COMPLETED, expected=S.PROCESSING, claim_token=job.claim_token,
+                          changes={"result": {"rows": 1}, "result_keys": ["k"]})
 
     stored = Job.objects.get(pk=job.pk)
     assert len(calls) == 2
     assert done.state == stored.state == S.COMPLETED and stored.result == {"rows": 1}
     assert stored.events.filter(to_state=S.COMPLETED).count() == 1
+
+
+def _count_reads(monkeypatch) -> list:
+    original, calls = state_machine._rows.read, []
+
+    def read(job_id):
+        calls.append(job_id)
+        return original(job_id)
+
+    monkeypatch.setattr(state_machine._rows, "read", read)
+    return calls
+
+
+@pytest.mark.django_db
+def test_a_current_copy_saves_the_read_and_a_stale_one_falls_back_to_it(user, monkeypatch):
+    claimed = services.job_claim(job_id=make_job(user, S.QUEUED).id, worker="w1")
+    reads = _count_reads(monkeypatch)
+    # Someone else's progress write: the row has a new version the worker's copy lacks.
+    services.job_record_progress(job=copy.copy(claimed), bytes_read=5)
+    stale = copy.copy(claimed)
+
+    done = services.job_complete(job=stale, result={"rows": 1}, result_keys=["k"], actor="worker:w1")
+
+    stored = Job.objects.get(pk=claimed.pk)
+    assert len(reads) == 1  # the copy's compare-and-set matched nothing; the row was read
+    assert done.state == stored.state == S.COMPLETED and stored.result == {"rows": 1}
+    assert stored.events.filter(to_state=S.COMPLETED).count() == 1
+    assert stale.state == S.PROCESSING  # the caller's copy is not modified
+
+    # A copy that is current (the worker's own progress writes keep it so) needs no read.
+    again = services.job_claim(job_id=make_job(user, S.QUEUED).id, worker="w1")
+    services.job_record_progress(job=again, bytes_read=5)
+    reads.clear()
+    services.job_complete(job=again, result={"rows": 2}, result_keys=["k"], actor="worker:w1")
+    assert reads == [] and Job.objects.get(pk=again.pk).state == S.COMPLETED
+
+    # As does the enqueue of a job its creator has just inserted.
+    created = make_job(user, S.CREATED)
+    queued = services.job_enqueue(job_id=created.id, reason="created", actor="enqueuer", current=created)
+    assert reads == [] and queued.state == Job.objects.get(pk=created.pk).state == S.QUEUED
+
+
+@pytest.mark.django_db
+def test_a_stale_copy_cannot_move_a_job_the_row_says_is_elsewhere(user, monkeypatch):
+    claimed = services.job_claim(job_id=make_job(user, S.QUEUED).id, worker="w1")
+    job_transition(job_id=claimed.id, to=S.QUEUED, expected=S.PROCESSING, reason="lease expired")
+    reads = _count_reads(monkeypatch)
+
+    with pytest.raises(TransitionRefused, match="is QUEUED, expected PROCESSING"):
+        services.job_complete(job=claimed, result={"rows": 1}, result_keys=["k"], actor="worker:w1")
+
+    stored = Job.objects.get(pk=claimed.pk)
+    assert len(reads) == 1 and stored.state == S.QUEUED and stored.result is None
+    assert not stored.events.filter(to_state=S.COMPLETED).exists()

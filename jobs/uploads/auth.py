@@ -1,6 +1,6 @@
 """Authentication for the streaming upload endpoints, which run outside Django's view stack.
 
-The same rules as the API, by the same code: DRF's TokenAuthentication, then the Django
+The same rules as the API, by the same code: the API's TokenAuthentication (DRF's), then the Django
 session with DRF's CSRF enforcement (Django's CsrfViewMiddleware check on a request built
 from the ASGI scope). Token requests are exempt from CSRF, as in the API.
 """
@@ -19,9 +19,10 @@ from django.http import QueryDict
 from django.utils.datastructures import MultiValueDict
 from django.utils.functional import SimpleLazyObject
 from rest_framework import exceptions
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
 
+from jobs.api.authentication import TokenAuthentication
 from jobs.services import JobError
 
 from .throttles import UploadThrottle

@@ -24,7 +24,7 @@ from processors import get_processor
 from processors.base import ProcessorError
 
 from .models import DeadLetter, Job, JobEvent, JobState
-from .state_machine import TransitionRefused, insert_created, job_transition
+from .state_machine import Add, TransitionRefused, insert_created, job_transition
 
 logger = logging.getLogger(__name__)
 S = JobState
@@ -179,13 +179,14 @@ def job_claim(*, job_id: uuid.UUID | str, worker: str) -> Job | None:
     """Takes a QUEUED or RETRYING job for this worker; None if someone else has it or it is over."""
     now = timezone.now()
     try:
+        # Nothing here depends on the row as read (attempts is incremented where it is), so
+        # the claim is one statement.
         return job_transition(job_id=job_id, to=S.PROCESSING, expected=(S.QUEUED, S.RETRYING),
                               reason="claimed", actor=f"worker:{worker}",
-                              changes=lambda locked: {
-                                  "claim_token": uuid.uuid4(), "worker": worker[:255], "attempts": locked.attempts + 1,
-                                  "started_at": now, "heartbeat_at": now,
-                                  "lease_expires_at": now + timedelta(seconds=settings.JOB_LEASE_SECONDS),
-                                  "next_attempt_at": None, "progress_bytes": 0})
+                              changes={"claim_token": uuid.uuid4(), "worker": worker[:255], "attempts": Add(1),
+                                       "started_at": now, "heartbeat_at": now,
+                                       "lease_expires_at": now + timedelta(seconds=settings.JOB_LEASE_SECONDS),
+                                       "next_attempt_at": None, "progress_bytes": 0})
     except TransitionRefused as exc:
         logger.info("job.claim_refused job_id=%s worker=%s: %s", job_id, worker, exc)
         return None

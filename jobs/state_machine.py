@@ -50,6 +50,16 @@ class TransitionRefused(Exception):
         self.job = job
 
 
+class Add:
+    """A change that adds to the column's current value (attempts + 1), computed where the
+    row is: in the statement when the transition needs no read, else on the row read."""
+
+    __slots__ = ("amount",)
+
+    def __init__(self, amount: int) -> None:
+        self.amount = amount
+
+
 def is_allowed(from_state: str, to_state: str) -> bool:
     return to_state in ALLOWED.get(from_state, frozenset())
 
@@ -122,6 +132,56 @@ class _JobRows:
         # The event's job_id comes from the updated row, so it is not among the parameters.
         return self._write_event(sql, [*params, job.pk, was_state, updated_at], self.event_attnames[1:], values)
 
+    def move_unread(self, job_id, *, sources: list[str], claim_token, values: dict[str, Any],
+                    event: dict[str, Any]) -> tuple[Job, JobEvent] | None:
+        """The whole transition in one statement, without reading the row first: it locks
+        the row only if it is in one of `sources` (and held by `claim_token`, if given),
+        updates it, inserts the event (from the state it locked, with the attempt it left)
+        and returns both. None if the row is not in such a state (or does not exist)."""
+        if self._select_sql is None:
+            self._prepare()
+        qn = connection.ops.quote_name
+        pk, state, attempts = self.pk_column, qn(Job._meta.get_field("state").column), qn("attempts")
+        assignments, params = [], []
+        for name, value in values.items():
+            field = self.by_name[name]
+            if isinstance(value, Add):
+                assignments.append(f"{qn(field.column)} = j.{qn(field.column)} + %s")
+                params.append(value.amount)
+            else:
+                assignments.append(f"{qn(field.column)} = %s")
+                params.append(field.get_db_prep_save(value, connection))
+        held = ""
+        lock_params = [Job._meta.pk.get_db_prep_value(job_id, connection), list(sources)]
+        if claim_token is not None:
+            held = f" AND {qn(Job._meta.get_field('claim_token').column)} = %s"
+            lock_params.append(Job._meta.get_field("claim_token").get_db_prep_value(claim_token, connection))
+        columns = ", ".join(f"j.{qn(f.column)}" for f in self.fields)
+        event_table, event_pk = qn(JobEvent._meta.db_table), qn(JobEvent._meta.pk.column)
+        event_columns = ", ".join(qn(JobEvent._meta.get_field(name).column) for name in self.event_attnames)
+        # Identifiers come from the models' meta, quoted; every value is a bound parameter.
+        sql = (f"WITH old AS (SELECT {pk}, {state} FROM {self.job_table} "  # noqa: S608
+               f"WHERE {pk} = %s AND {state} = ANY(%s){held} FOR UPDATE), "
+               f"moved AS (UPDATE {self.job_table} AS j SET {', '.join(assignments)} FROM old "
+               f"WHERE j.{pk} = old.{pk} RETURNING old.{state} AS was, {columns}), "
+               f"event AS (INSERT INTO {event_table} ({event_columns}) "
+               f"SELECT {pk}, was, %s, %s, {attempts}, %s, %s FROM moved RETURNING {event_pk}) "
+               f"SELECT event.{event_pk}, moved.* FROM moved, event")
+        created_at = JobEvent._meta.get_field("created_at").get_db_prep_value(event["created_at"], connection)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*lock_params, *params, event["to_state"], event["reason"], event["actor"],
+                                 created_at])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        event_id, was, row = row[0], row[1], list(row[2:])
+        for i, field in self.decoders:
+            row[i] = field.from_db_value(row[i], None, connection)
+        job = Job.from_db(connection.alias, self.attnames, row)
+        written = JobEvent(job_id=job.pk, from_state=was, attempt=job.attempts, **event)
+        written.pk, written._state.adding = event_id, False
+        return job, written
+
     def insert_and_add_event(self, job: Job, **values) -> JobEvent:
         """Inserts a new job row and its first event in one statement, with the values the
         job holds (the caller sets created_at and updated_at, which Model.save's pre_save
@@ -169,6 +229,28 @@ def insert_created(job: Job, *, actor: str) -> JobEvent:
     return insert()
 
 
+def _move_values(to: str, now, changes: dict[str, Any] | None) -> dict[str, Any]:
+    """Every column a move to `to` sets: the state, its time, the caller's changes, and
+    what the target state implies (a queue time; a finished job holds no lease)."""
+    values = {"state": to, "updated_at": now, **(changes or {})}
+    if to == S.QUEUED:
+        values["queued_at"] = now
+    if to in (S.COMPLETED, S.FAILED, S.CANCELLED, S.DEAD):
+        values |= {"finished_at": now, "lease_expires_at": None, "claim_token": None}
+    return values
+
+
+def _moved(job: Job, event: JobEvent) -> Job:
+    job.transition_event = event
+    logger.info("job.transition job_id=%s from=%s to=%s attempt=%s actor=%s reason=%s",
+                job.id, event.from_state, event.to_state, job.attempts, event.actor, event.reason[:200])
+
+    from .notify import job_changed
+
+    transaction.on_commit(lambda: job_changed(job, event=event))
+    return job
+
+
 def job_transition(
     *,
     job_id: uuid.UUID | str,
@@ -194,6 +276,17 @@ def job_transition(
     """
     if isinstance(expected, str):
         expected = {expected}
+    # Without a function of the row, a copy of it, or a need to know its state beyond the
+    # expected ones, the move needs nothing from the row: one statement makes it (the
+    # worker's claim). If that finds the row elsewhere, the read below says why.
+    if current is None and not callable(changes) and expected is not None:
+        sources = sorted(state for state in expected if is_allowed(state, to))
+        now = timezone.now()
+        event = {"to_state": to, "reason": reason[:4000], "actor": actor[:255], "created_at": now}
+        moved = sources and _rows.move_unread(job_id, sources=sources, claim_token=claim_token,
+                                              values=_move_values(to, now, changes), event=event)
+        if moved:
+            return _moved(*moved)
     # Compare-and-set: read the row, check the move, then update it only if it is still
     # in the state and version it was read in. Racing workers, the sweeper and users are
     # serialised by PostgreSQL's row lock inside that one statement: whoever comes second
@@ -213,32 +306,13 @@ def job_transition(
 
         now = timezone.now()
         job.state = to
-        job.updated_at = now
-        fields = {"state", "updated_at"}
-        if callable(changes):
-            changes = changes(job)
-        for name, value in (changes or {}).items():
-            setattr(job, name, value)
-            fields.add(name)
-        if to == S.QUEUED:
-            job.queued_at = now
-            fields.add("queued_at")
-        if to in (S.COMPLETED, S.FAILED, S.CANCELLED, S.DEAD):
-            job.finished_at = now
-            job.lease_expires_at = None
-            job.claim_token = None
-            fields |= {"finished_at", "lease_expires_at", "claim_token"}
-        event = _rows.compare_and_set(job, fields, was_state=from_state, was_updated_at=was_updated_at,
+        values = _move_values(to, now, changes(job) if callable(changes) else changes)
+        for name, value in values.items():
+            setattr(job, name, getattr(job, name) + value.amount if isinstance(value, Add) else value)
+        event = _rows.compare_and_set(job, set(values), was_state=from_state, was_updated_at=was_updated_at,
                                       job_id=job.id, from_state=from_state, to_state=to, reason=reason[:4000],
                                       attempt=job.attempts, actor=actor[:255], created_at=now)
         if event is None:
             continue  # the row changed between the read and the write: read it again
-        job.transition_event = event
-        logger.info("job.transition job_id=%s from=%s to=%s attempt=%s actor=%s reason=%s",
-                    job.id, from_state, to, job.attempts, actor, reason[:200])
-
-        from .notify import job_changed
-
-        transaction.on_commit(lambda job=job, event=event: job_changed(job, event=event))
-        return job
+        return _moved(job, event)
     raise TransitionRefused(f"job {job_id} kept changing under {CAS_ATTEMPTS} attempts to move it to {to}", job=job)

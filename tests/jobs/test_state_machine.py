@@ -208,15 +208,16 @@ def _change_after_first_read(monkeypatch, change):
 
 @pytest.mark.django_db
 def test_a_move_that_loses_a_race_is_judged_again_on_the_row_the_winner_left(user, monkeypatch):
-    job = make_job(user, S.QUEUED)
+    job = make_job(user, S.CREATED)
     calls = _change_after_first_read(monkeypatch, lambda: services.job_cancel(job=job, actor="user:owner"))
 
-    assert services.job_claim(job_id=job.id, worker="late-worker") is None  # refused: it is CANCELLED now
+    # A move with a function of the row reads it first (the enqueue appends a task id).
+    assert services.job_enqueue(job_id=job.id, reason="created", actor="enqueuer") is None  # it is CANCELLED now
 
     job.refresh_from_db()
-    assert len(calls) == 3  # the claim's read, the cancel's own, the claim's second read
-    assert job.state == S.CANCELLED and job.worker == "" and job.attempts == 0
-    assert list(job.events.values_list("from_state", "to_state")) == [(S.QUEUED, S.CANCELLED)]
+    assert len(calls) == 2  # the enqueue's read and its second (the cancel is one statement, no read)
+    assert job.state == S.CANCELLED and job.task_ids == [] and job.queued_at is None
+    assert list(job.events.values_list("from_state", "to_state")) == [(S.CREATED, S.CANCELLED)]
 
 
 @pytest.mark.django_db
@@ -225,8 +226,9 @@ def test_a_row_touched_in_between_but_still_movable_is_moved_once(user, monkeypa
     # A progress write between the read and the write: same state, new version.
     calls = _change_after_first_read(monkeypatch, lambda: services.job_record_progress(job=job, bytes_read=5))
 
+    # (Changes given as a function of the row: this move reads it first.)
     done = job_transition(job_id=job.id, to=S.COMPLETED, expected=S.PROCESSING, claim_token=job.claim_token,
-                          changes={"result": {"rows": 1}, "result_keys": ["k"]})
+                          changes=lambda row: {"result": {"rows": 1}, "result_keys": ["k"]})
 
     stored = Job.objects.get(pk=job.pk)
     assert len(calls) == 2
@@ -286,3 +288,43 @@ def test_a_stale_copy_cannot_move_a_job_the_row_says_is_elsewhere(user, monkeypa
     stored = Job.objects.get(pk=claimed.pk)
     assert len(reads) == 1 and stored.state == S.QUEUED and stored.result is None
     assert not stored.events.filter(to_state=S.COMPLETED).exists()
+
+
+@pytest.mark.django_db
+def test_a_claim_is_one_statement_that_writes_what_a_read_and_write_would(user, monkeypatch):
+    retrying = make_job(user, S.QUEUED)
+    first = services.job_claim(job_id=retrying.id, worker="w0")
+    job_transition(job_id=retrying.id, to=S.RETRYING, expected=S.PROCESSING, claim_token=first.claim_token)
+    reads = _count_reads(monkeypatch)
+
+    claimed = services.job_claim(job_id=retrying.id, worker="w1")
+
+    stored = Job.objects.get(pk=retrying.pk)
+    assert reads == []
+    fields = [f.attname for f in Job._meta.concrete_fields]
+    assert [getattr(claimed, name) for name in fields] == [getattr(stored, name) for name in fields]
+    assert (stored.state, stored.attempts, stored.worker) == (S.PROCESSING, 2, "w1")
+    assert stored.claim_token not in (None, first.claim_token) and stored.lease_expires_at > stored.started_at
+    event = stored.events.order_by("-id").first()
+    assert (event.from_state, event.to_state, event.attempt, event.actor) == (S.RETRYING, S.PROCESSING, 2, "worker:w1")
+    assert claimed.transition_event.pk == event.pk and claimed.transition_event.from_state == S.RETRYING
+
+
+@pytest.mark.django_db
+def test_a_one_statement_move_that_finds_the_row_elsewhere_reads_it_to_say_why(user, monkeypatch):
+    cancelled = make_job(user, S.CANCELLED)
+    reads = _count_reads(monkeypatch)
+
+    assert services.job_claim(job_id=cancelled.id, worker="w1") is None
+    with pytest.raises(TransitionRefused, match="is CANCELLED, expected QUEUED/RETRYING"):
+        job_transition(job_id=cancelled.id, to=S.PROCESSING, expected=(S.QUEUED, S.RETRYING), changes={})
+    assert len(reads) == 2 and not cancelled.events.exists()
+    assert Job.objects.get(pk=cancelled.pk).attempts == 0
+
+    assert services.job_claim(job_id=uuid.uuid4(), worker="w1") is None  # no such job
+    # A worker's claim token is part of the one statement: another token moves nothing.
+    held = services.job_claim(job_id=make_job(user, S.QUEUED).id, worker="w1")
+    with pytest.raises(TransitionRefused, match="no longer held by this worker"):
+        job_transition(job_id=held.id, to=S.FAILED, expected=S.PROCESSING, claim_token=uuid.uuid4(),
+                       changes={"error_code": "x"})
+    assert Job.objects.get(pk=held.pk).state == S.PROCESSING

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import traceback
@@ -23,6 +24,7 @@ from processors.base import Cancelled, ProcessorError
 
 from . import services
 from .models import Job
+from .state_machine import TransitionRefused
 
 logger = logging.getLogger(__name__)
 
@@ -33,39 +35,97 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 
 class Heartbeat:
-    """Extends the job's lease from a side thread while the processor works.
+    """Extends the job's lease while the processor works, from the process's beater thread.
 
     If the lease is lost (the sweeper gave the job to someone else), `lost` is set and
-    the processor is stopped at its next chunk.
+    the processor is stopped at its next chunk. Entering and leaving only registers the
+    job with the beater: a job that ends within one interval costs no thread and no
+    statement of its own.
     """
 
     def __init__(self, job: Job):
         self.job_id, self.token = job.id, job.claim_token
-        self.stop_event = threading.Event()
         self.lost = threading.Event()
-        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{job.id}", daemon=True)
-
-    def _beat(self) -> None:
-        from django.db import connection
-
-        try:
-            while not self.stop_event.wait(settings.JOB_HEARTBEAT_SECONDS):
-                try:
-                    if not services.job_heartbeat(job_id=self.job_id, claim_token=self.token):
-                        self.lost.set()
-                        return
-                except DatabaseError:
-                    logger.warning("job.heartbeat_failed job_id=%s", self.job_id, exc_info=True)
-        finally:
-            connection.close()
+        self.due = 0.0
 
     def __enter__(self) -> Heartbeat:
-        self.thread.start()
+        _Beater.get().add(self)
         return self
 
     def __exit__(self, *exc) -> None:
-        self.stop_event.set()
-        self.thread.join(timeout=10)
+        _Beater.get().remove(self)
+
+
+class _Beater:
+    """One daemon thread per process that beats for every job the process is running,
+    each JOB_HEARTBEAT_SECONDS after the last (a thread of one's own per job cost a tiny
+    job a start and a join: two hand-offs between threads on a busy machine)."""
+
+    _instance: _Beater | None = None
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.jobs: set[Heartbeat] = set()
+        self.changed = threading.Condition()
+        self.wake_at = 0.0  # when the thread wakes next (0: not yet asleep)
+        self.connected = False  # whether it has used a database connection since it last closed it
+        self.thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+        self.thread.start()
+
+    @classmethod
+    def get(cls) -> _Beater:
+        # By pid: a forked Celery child starts its own (its parent's thread did not fork).
+        beater = cls._instance
+        if beater is None or beater.pid != os.getpid():
+            with cls._lock:
+                if cls._instance is None or cls._instance.pid != os.getpid():
+                    cls._instance = cls()
+                beater = cls._instance
+        return beater
+
+    def add(self, heartbeat: Heartbeat) -> None:
+        with self.changed:
+            heartbeat.due = time.monotonic() + settings.JOB_HEARTBEAT_SECONDS
+            self.jobs.add(heartbeat)
+            if heartbeat.due < self.wake_at:  # else the thread wakes in time anyway
+                self.changed.notify()
+
+    def remove(self, heartbeat: Heartbeat) -> None:
+        with self.changed:
+            self.jobs.discard(heartbeat)
+            if not self.jobs and self.connected:  # wake it to let go of its connection
+                self.changed.notify()
+
+    def _run(self) -> None:
+        from django.db import connection
+
+        while True:
+            with self.changed:
+                now = time.monotonic()
+                due = [job for job in self.jobs if job.due <= now]
+                if not due:
+                    if not self.jobs and self.connected:
+                        connection.close()  # idle: hold no database connection
+                        self.connected = False
+                    self.wake_at = min((job.due for job in self.jobs), default=now + 3600)
+                    self.changed.wait(self.wake_at - now)
+                    continue
+                for job in due:
+                    job.due = now + settings.JOB_HEARTBEAT_SECONDS
+                self.connected = True
+            for job in due:
+                self._beat(job)
+
+    def _beat(self, heartbeat: Heartbeat) -> None:
+        try:
+            if not services.job_heartbeat(job_id=heartbeat.job_id, claim_token=heartbeat.token):
+                heartbeat.lost.set()
+                self.remove(heartbeat)
+        except DatabaseError:
+            logger.warning("job.heartbeat_failed job_id=%s", heartbeat.job_id, exc_info=True)
+        except Exception:  # the thread must outlive any one failure
+            logger.exception("job.heartbeat_error job_id=%s", heartbeat.job_id)
 
 
 class JobContext:
@@ -115,10 +175,15 @@ def job_run(*, job_id: uuid.UUID | str, worker: str) -> str:
         with Heartbeat(job) as heartbeat:
             outcome = _process(job, heartbeat, actor)
     except Cancelled:
-        job.refresh_from_db()
-        if job.state == "PROCESSING" and not heartbeat.lost.is_set():
-            services.job_cancelled_by_worker(job=job, actor=actor)
-            return "CANCELLED"
+        # Cancelled by its owner, or the job is no longer ours. The move is made with our
+        # claim token (not the row's: another worker may hold the job now), so only a job
+        # still held by this worker becomes CANCELLED.
+        if not heartbeat.lost.is_set():
+            try:
+                services.job_cancelled_by_worker(job=job, actor=actor)
+                return "CANCELLED"
+            except TransitionRefused:
+                pass
         return "lost"
     except ProcessorError as exc:
         services.job_fail(job=job, code=exc.code, message=exc.message, actor=actor)

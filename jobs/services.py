@@ -165,8 +165,11 @@ def publish(*, job: Job, task_id: str) -> bool:
     job_id = job.id
     try:
         processor = get_processor(job.job_type)
-        run_job.apply_async(args=[str(job_id)], task_id=task_id, retry=False,
-                            soft_time_limit=processor.soft_time_limit, time_limit=processor.time_limit)
+        # The input's location rides along as a hint: the worker starts reading it while it
+        # claims the job, and uses what it read only if the claimed row names the same object.
+        run_job.apply_async(args=[str(job_id)], kwargs={"input_hint": [job.input_bucket, job.input_key]},
+                            task_id=task_id, retry=False, soft_time_limit=processor.soft_time_limit,
+                            time_limit=processor.time_limit)
         return True
     except Exception:
         logger.warning("job.publish_failed job_id=%s (the sweeper will publish it again)", job_id, exc_info=True)

@@ -51,10 +51,10 @@ def _worker_name(task) -> str:
 
 @shared_task(name="jobs.run_job", bind=True, acks_late=True, reject_on_worker_lost=True,
              soft_time_limit=600, time_limit=660, max_retries=None)
-def run_job(self, job_id: str) -> str:
+def run_job(self, job_id: str, input_hint: list | None = None) -> str:
     worker = _worker_name(self)
     try:
-        return runner.job_run(job_id=job_id, worker=worker)
+        return runner.job_run(job_id=job_id, worker=worker, input_hint=input_hint)
     except Retry:
         raise
     except Exception as exc:

@@ -105,8 +105,25 @@ def head(bucket: str, key: str) -> ObjectInfo:
     return backend().head(bucket, key)
 
 
-def open_read(bucket: str, key: str) -> BinaryIO:
+def open_read(bucket: str, key: str, started=None) -> BinaryIO:
+    """A stream of the object; `started` is what start_read returned for it, if anything."""
+    if started is not None:
+        return backend().open_read(bucket, key, started=started)
     return backend().open_read(bucket, key)
+
+
+def start_read(bucket: str, key: str):
+    """Sends the request for an object now, so that its answer arrives while the caller
+    does something else; pass the result to open_read(..., started=) or to discard_read.
+    None where the backend cannot (open_read then works as usual)."""
+    start = getattr(backend(), "start_read", None)
+    return start(bucket, key) if start is not None else None
+
+
+def discard_read(started) -> None:
+    """Ends a started read that will not be opened."""
+    if started is not None:
+        started.done(whole=False)
 
 
 def new_writer(bucket: str, key: str, *, content_type: str = "application/octet-stream",

@@ -47,6 +47,7 @@ class Fast:
         from .s3 import USER_AGENT
 
         self.base = settings.S3_ENDPOINT_URL.rstrip("/")
+        self.user_agent = USER_AGENT
         self.signer = S3SigV4Auth(Credentials(settings.S3_ACCESS_KEY_ID, settings.S3_SECRET_ACCESS_KEY), "s3",
                                   settings.S3_REGION or "us-east-1")
         attempts = max(1, settings.S3_MAX_ATTEMPTS)
@@ -76,6 +77,10 @@ class Fast:
         self.signer.add_auth(signed)
         response = self.pool.urlopen(method, url, body=body or None, headers=dict(signed.headers.items()),
                                      preload_content=not stream, decode_content=False, redirect=False)
+        return self.checked(method, response)
+
+    def checked(self, method: str, response: urllib3.BaseHTTPResponse) -> urllib3.BaseHTTPResponse:
+        """The response, if it is a 2xx; else ClientError with the answer's code and message."""
         if response.status < 300:
             return response
         data = b"" if method == "HEAD" else response.data
@@ -85,6 +90,53 @@ class Fast:
             {"Error": {"Code": code.group(1).decode() if code else str(response.status),
                        "Message": message.group(1).decode(errors="replace") if message else ""},
              "ResponseMetadata": {"HTTPStatusCode": response.status}}, method)
+
+
+class StartedGet:
+    """A GET that is sent but not yet answered, so that the caller can do other work (the
+    worker's claim of the job) while the object store answers. It uses a connection of
+    its own, kept for the next one once its body was read to the end; `response()` gives
+    the answer (None if the exchange broke: the caller then sends the GET again, with
+    retries), `done(whole)` ends it."""
+
+    _spare: dict[int, urllib3.connection.HTTPConnection] = {}
+
+    def __init__(self, fast: Fast, bucket: str, key: str) -> None:
+        self.fast, self.conn = fast, StartedGet._spare.pop(os.getpid(), None)
+        if self.conn is None:
+            parts = urlsplit(fast.base)
+            cls = urllib3.connection.HTTPSConnection if parts.scheme == "https" else urllib3.connection.HTTPConnection
+            self.conn = cls(parts.hostname, parts.port, timeout=settings.S3_READ_TIMEOUT)
+        url = fast.url(bucket, key)
+        signed = AWSRequest(method="GET", url=url, headers={"User-Agent": fast.user_agent}, data=b"")
+        fast.signer.add_auth(signed)
+        self.conn.request("GET", urlsplit(url).path, headers=dict(signed.headers.items()), preload_content=False,
+                          decode_content=False)
+
+    def response(self) -> urllib3.BaseHTTPResponse | None:
+        try:
+            return self.fast.checked("GET", self.conn.getresponse())
+        except HTTP_ERRORS:
+            self.done(whole=False)
+            return None
+
+    def done(self, *, whole: bool) -> None:
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        if whole:
+            StartedGet._spare[os.getpid()] = conn
+        else:
+            conn.close()  # unread bytes would poison it
+
+
+def start_get(bucket: str, key: str) -> StartedGet | None:
+    """Sends a GET now and returns it unanswered; None if it cannot be sent (the caller
+    reads the ordinary way later, which retries)."""
+    try:
+        return StartedGet(get(), bucket, key)
+    except HTTP_ERRORS:
+        return None
 
 
 _fast: dict[tuple, Fast] = {}

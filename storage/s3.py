@@ -158,21 +158,30 @@ class ResumingReader(io.RawIOBase):
     botocore retries whole requests, not a body that breaks halfway; this covers that.
     """
 
-    def __init__(self, bucket: str, key: str, max_resumes: int = 5):
+    def __init__(self, bucket: str, key: str, max_resumes: int = 5, started: fast.StartedGet | None = None):
         self.bucket, self.key = bucket, key
         self.pos = 0
         self.resumes_left = max_resumes
         self.size = None
         self.body = None
-        self._open()
+        self.started = None
+        self._open(started)
 
-    def _open(self) -> None:
+    def _open(self, started: fast.StartedGet | None = None) -> None:
         if self.body is not None:
             self._close_body()
         kwargs = {"Bucket": self.bucket, "Key": self.key}
         if self.pos:
             kwargs["Range"] = f"bytes={self.pos}-"
         with errors(f"s3://{self.bucket}/{self.key}"):
+            try:
+                response = started.response() if started is not None else None
+            except BaseException:
+                started.done(whole=False)
+                raise
+            if response is not None:  # the GET sent before (a broken one is sent again below)
+                self.size, self.body, self.started = int(response.headers["Content-Length"]), response, started
+                return
             if fast.usable(self.key):
                 headers = {"Range": kwargs["Range"]} if self.pos else None
                 response = fast.get().request("GET", self.bucket, self.key, headers=headers, stream=True)
@@ -187,7 +196,13 @@ class ResumingReader(io.RawIOBase):
 
     def _close_body(self) -> None:
         body, self.body = self.body, None
-        if isinstance(body, urllib3.BaseHTTPResponse):
+        if self.started is not None:  # its connection is its own, not the pool's
+            started, self.started = self.started, None
+            whole = self.size is not None and self.pos >= self.size
+            if not whole:
+                body.close()
+            started.done(whole=whole)
+        elif isinstance(body, urllib3.BaseHTTPResponse):
             if self.size is not None and self.pos >= self.size:
                 body.release_conn()  # read to the end: the connection goes back to the pool
             else:
@@ -222,8 +237,12 @@ class ResumingReader(io.RawIOBase):
         super().close()
 
 
-def open_read(bucket: str, key: str) -> BinaryIO:
-    return io.BufferedReader(ResumingReader(bucket, key), buffer_size=1024 * 1024)
+def open_read(bucket: str, key: str, started: fast.StartedGet | None = None) -> BinaryIO:
+    return io.BufferedReader(ResumingReader(bucket, key, started=started), buffer_size=1024 * 1024)
+
+
+def start_read(bucket: str, key: str) -> fast.StartedGet | None:
+    return fast.start_get(bucket, key) if fast.usable(key) else None
 
 
 class MultipartWriter:

@@ -48,6 +48,7 @@ class Fast:
 
         self.base = settings.S3_ENDPOINT_URL.rstrip("/")
         self.user_agent = USER_AGENT
+        self.spare = None  # the keep-alive connection of the last StartedGet, for the next
         self.signer = S3SigV4Auth(Credentials(settings.S3_ACCESS_KEY_ID, settings.S3_SECRET_ACCESS_KEY), "s3",
                                   settings.S3_REGION or "us-east-1")
         attempts = max(1, settings.S3_MAX_ATTEMPTS)
@@ -99,10 +100,10 @@ class StartedGet:
     the answer (None if the exchange broke: the caller then sends the GET again, with
     retries), `done(whole)` ends it."""
 
-    _spare: dict[int, urllib3.connection.HTTPConnection] = {}
-
     def __init__(self, fast: Fast, bucket: str, key: str) -> None:
-        self.fast, self.conn = fast, StartedGet._spare.pop(os.getpid(), None)
+        self.fast = fast
+        with _lock:
+            self.conn, fast.spare = fast.spare, None
         if self.conn is None:
             parts = urlsplit(fast.base)
             cls = urllib3.connection.HTTPSConnection if parts.scheme == "https" else urllib3.connection.HTTPConnection
@@ -124,8 +125,8 @@ class StartedGet:
         conn, self.conn = self.conn, None
         if conn is None:
             return
-        if whole:
-            StartedGet._spare[os.getpid()] = conn
+        if whole and self.fast.spare is None:
+            self.fast.spare = conn
         else:
             conn.close()  # unread bytes would poison it
 

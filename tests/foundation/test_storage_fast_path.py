@@ -172,3 +172,68 @@ def test_a_503_answer_is_retried_and_the_request_then_succeeds(settings):
 
     assert info.size == len(b"second time lucky")
     assert len(proxy.requests) == 4
+
+
+def test_a_read_started_early_gives_the_same_bytes_and_keeps_its_connection():
+    small, large = key_for("started-small.csv"), key_for("started-large.bin")
+    storage.put_bytes(storage.input_bucket(), small, b"a,b\n1,2\n", "text/csv")
+    data = bytes(range(256)) * 8192  # 2 MiB: more than one buffer
+    storage.put_bytes(storage.input_bucket(), large, data, "application/octet-stream")
+
+    started = storage.start_read(storage.input_bucket(), small)
+    connection = started.conn
+    with storage.open_read(storage.input_bucket(), small, started=started) as stream:
+        assert stream.read() == b"a,b\n1,2\n"
+    assert fast.get().spare is connection  # read to the end: kept for the next one
+
+    started = storage.start_read(storage.input_bucket(), large)
+    assert started.conn is connection
+    with storage.open_read(storage.input_bucket(), large, started=started) as stream:
+        assert stream.read(10) == data[:10]  # stopped early: its connection must not be reused
+    assert fast.get().spare is None
+    again = storage.start_read(storage.input_bucket(), large)
+    assert again.conn is not connection
+    with storage.open_read(storage.input_bucket(), large, started=again) as stream:
+        assert stream.read() == data
+
+
+def test_a_started_read_of_a_missing_object_is_object_not_found_and_a_discarded_one_costs_nothing():
+    started = storage.start_read(storage.input_bucket(), key_for("not-there.csv"))
+    with pytest.raises(storage.ObjectNotFound):
+        storage.open_read(storage.input_bucket(), key_for("not-there.csv"), started=started)
+    assert started.conn is None and fast.get().spare is None
+
+    key = key_for("discarded.csv")
+    storage.put_bytes(storage.input_bucket(), key, b"x,y\n", "text/csv")
+    storage.discard_read(storage.start_read(storage.input_bucket(), key))
+    storage.discard_read(None)
+    assert storage.read_bytes(storage.input_bucket(), key, 100) == b"x,y\n"
+
+
+def test_a_started_read_cut_off_or_refused_falls_back_to_the_ordinary_read(settings):
+    key = key_for("started-cut.bin")
+    data = bytes(range(256)) * 4096
+    storage.put_bytes(storage.input_bucket(), key, data, "application/octet-stream")
+    proxy = TcpProxy(*upstream(), plans=[("cut", 100_000)])
+    settings.S3_ENDPOINT_URL = proxy.url
+    try:
+        started = storage.start_read(storage.input_bucket(), key)  # cut mid-body: resumed with a Range
+        with storage.open_read(storage.input_bucket(), key, started=started) as stream:
+            assert stream.read() == data
+        assert len(proxy.requests) == 2 and b"range: bytes=" in proxy.requests[1].lower()
+        proxy.plans = [("answer", b"")]
+        started = storage.start_read(storage.input_bucket(), key)  # closed without an answer: sent again
+        with storage.open_read(storage.input_bucket(), key, started=started) as stream:
+            assert stream.read() == data
+        # Its connection was closed and not kept; the ordinary read asked for the whole object.
+        assert fast.get().spare is None and b"range" not in proxy.requests[-1].lower()
+    finally:
+        proxy.close()
+
+    from jobplatform.devstack import free_port
+
+    settings.S3_ENDPOINT_URL = f"http://127.0.0.1:{free_port()}"
+    settings.S3_MAX_ATTEMPTS = 1
+    assert storage.start_read(storage.input_bucket(), key) is None  # nothing listens: not even sent
+    with pytest.raises(storage.StorageUnavailable):
+        storage.open_read(storage.input_bucket(), key, started=None)

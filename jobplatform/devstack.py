@@ -259,12 +259,7 @@ class S3Server:
                 "-master.electionTimeout=1s"]
         for name, (http, grpc) in self.ports.items():
             args += [f"-{name}.port={http}", f"-{name}.port.grpc={grpc}"]
-        # One OS thread runs Go code (GOMAXPROCS, unless the environment sets it): this
-        # server shares a small machine with the platform, and with a thread per core Go's
-        # scheduler spent about a third of the server's CPU handing each request's work
-        # between threads (per request: HEAD 0.36 -> 0.22 ms, PUT 0.95 -> 0.61 ms).
-        env = {**os.environ, "GOMAXPROCS": os.environ.get("GOMAXPROCS", "1")}
-        self.proc = _spawn(args, self.data_dir / "weed.log", death_signal=signal.SIGKILL, env=env)
+        self.proc = _spawn(args, self.data_dir / "weed.log", death_signal=signal.SIGKILL)
         wait_for_port(self.port, 60, self.proc, "SeaweedFS S3")
         self._wait_ready()
 

@@ -1,10 +1,12 @@
 """The job state machine: the allowed moves, and the one function that makes them.
 
-Every state change in the platform goes through `job_transition`. It reads the row,
-checks the move against ALLOWED and the caller's expectations, then writes the change
-and the JobEvent in one statement that applies only if the row is still as it was read
-(compare-and-set), and sends the live notification only after commit. A late or
-duplicate message therefore cannot move a job backwards or complete it twice.
+Every state change in the platform goes through `job_transition`. It checks the move
+against ALLOWED and the caller's expectations and writes the change and the JobEvent in
+one statement: either one that locks the row only in a state the move is allowed from
+(when the move needs nothing else from the row), or, after reading the row, one that
+applies only if the row is still as it was read (compare-and-set). It sends the live
+notification only after commit. A late or duplicate message therefore cannot move a job
+backwards or complete it twice. docs/states.md has the details.
 """
 
 from __future__ import annotations
@@ -141,7 +143,8 @@ class _JobRows:
         if self._select_sql is None:
             self._prepare()
         qn = connection.ops.quote_name
-        pk, state, attempts = self.pk_column, qn(Job._meta.get_field("state").column), qn("attempts")
+        pk, state = self.pk_column, qn(Job._meta.get_field("state").column)
+        attempts = qn(Job._meta.get_field("attempts").column)
         assignments, params = [], []
         for name, value in values.items():
             field = self.by_name[name]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import itertools
 import logging
 import os
 import threading
@@ -95,6 +96,9 @@ class _Sender:
         return self.idle.wait(timeout)
 
 
+_publisher_numbers = itertools.count(1)
+
+
 class _RedisPublisher:
     """Sends group messages of the Redis pub/sub channel layer (our configuration) from
     sync code directly: a PUBLISH per group, of the layer's own serialization of the
@@ -119,9 +123,11 @@ class _RedisPublisher:
         self.pid = os.getpid()
         self.layer, self.prefix = layer, prefix
         self.lock = threading.Lock()
+        # A name of its own in CLIENT LIST (a process may hold more than one publisher).
+        self.client_name = f"jobplatform-notify-{self.pid}-{next(_publisher_numbers)}"
         self.connection = redis.ConnectionPool.from_url(
             url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=0,
-            client_name=f"jobplatform-notify-{self.pid}", redis_connect_func=self._replies_off).make_connection()
+            client_name=self.client_name, redis_connect_func=self._replies_off).make_connection()
 
     @staticmethod
     def _replies_off(connection) -> None:

@@ -60,6 +60,7 @@ class Fast:
             from botocore.httpsession import get_cert_path
 
             options["ca_certs"] = os.environ.get("AWS_CA_BUNDLE") or get_cert_path(True)
+        self.tls_options = options
         self.pool = urllib3.PoolManager(
             num_pools=4, maxsize=20, retries=self.retry, headers={"User-Agent": USER_AGENT},
             timeout=urllib3.Timeout(connect=settings.S3_CONNECT_TIMEOUT, read=settings.S3_READ_TIMEOUT),
@@ -106,8 +107,12 @@ class StartedGet:
             self.conn, fast.spare = fast.spare, None
         if self.conn is None:
             parts = urlsplit(fast.base)
-            cls = urllib3.connection.HTTPSConnection if parts.scheme == "https" else urllib3.connection.HTTPConnection
-            self.conn = cls(parts.hostname, parts.port, timeout=settings.S3_READ_TIMEOUT)
+            if parts.scheme == "https":  # verified against the same CA bundle as the pool's
+                self.conn = urllib3.connection.HTTPSConnection(
+                    parts.hostname, parts.port, timeout=settings.S3_READ_TIMEOUT, **fast.tls_options)
+            else:
+                self.conn = urllib3.connection.HTTPConnection(parts.hostname, parts.port,
+                                                              timeout=settings.S3_READ_TIMEOUT)
         url = fast.url(bucket, key)
         signed = AWSRequest(method="GET", url=url, headers={"User-Agent": fast.user_agent}, data=b"")
         fast.signer.add_auth(signed)

@@ -31,22 +31,6 @@ from django.core.handlers.base import BaseHandler
 from django.urls import set_script_prefix
 
 
-class _Finished:
-    """An ordinary response, closed already: what the event loop needs to send it."""
-
-    __slots__ = ("body", "start")
-
-    def __init__(self, response) -> None:
-        headers = [(_bytes(name, "ascii"), _bytes(value, "latin1")) for name, value in response.items()]
-        headers += [(b"Set-Cookie", c.output(header="").encode("ascii").strip()) for c in response.cookies.values()]
-        self.start = {"type": "http.response.start", "status": response.status_code, "headers": headers}
-        self.body = response.content
-
-
-def _bytes(value, encoding: str) -> bytes:
-    return bytes(value.encode(encoding) if isinstance(value, str) else value)
-
-
 class SyncChainASGIHandler(ASGIHandler):
     def __init__(self) -> None:
         BaseHandler.__init__(self)
@@ -63,22 +47,18 @@ class SyncChainASGIHandler(ASGIHandler):
         loop = asyncio.get_running_loop()
         try:
             context = contextvars.copy_context()
-            outcome = await loop.run_in_executor(self.executor, context.run, self._respond, scope, body_file)
-            if isinstance(outcome, _Finished):
-                await send(outcome.start)
-                for chunk, last in self.chunk_bytes(outcome.body):
-                    await send({"type": "http.response.body", "body": chunk, "more_body": not last})
-                return
+            response = await loop.run_in_executor(self.executor, context.run, self._respond, scope, body_file)
             try:
-                await self.send_response(outcome, send)
+                await self.send_response(response, send)
             finally:
-                await loop.run_in_executor(self.executor, context.run, outcome.close)
+                if response.streaming:
+                    await loop.run_in_executor(self.executor, context.run, response.close)
         finally:
             body_file.close()
 
     def _respond(self, scope, body_file):
-        """In a pool thread: the request's whole sync part. Returns a _Finished, or the
-        response itself if it streams (the caller sends, then closes it)."""
+        """In a pool thread: the request's whole sync part. An ordinary response comes back
+        closed already (its content stays); a streaming one is closed after it was sent."""
         set_script_prefix(get_script_prefix(scope))
         signals.request_started.send(sender=self.__class__, scope=scope)
         request, response = self.create_request(scope, body_file)
@@ -86,9 +66,6 @@ class SyncChainASGIHandler(ASGIHandler):
             # get_response sets the urlconf, runs the chain and logs 4xx/5xx, as get_response_async would.
             response = self.get_response(request)
             response._handler_class = self.__class__
-        if response.streaming:
-            return response
-        try:
-            return _Finished(response)
-        finally:
+        if not response.streaming:
             response.close()
+        return response

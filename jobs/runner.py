@@ -184,19 +184,19 @@ def job_run(*, job_id: uuid.UUID | str, worker: str, input_hint: list | None = N
     hinted, started = _start_reading(input_hint)
     try:
         job = services.job_claim(job_id=job_id, worker=worker)
-    except BaseException:
-        storage.discard_read(started)
-        raise
-    if job is None or hinted != (job.input_bucket, job.input_key):
-        storage.discard_read(started)
-        started = None
-    if job is None:
-        return "skipped"
+        if job is None:
+            return "skipped"
+        return _run_claimed(job, worker, started if hinted == (job.input_bucket, job.input_key) else None)
+    finally:
+        storage.discard_read(started)  # unless the processor opened it (then it is ended already)
+
+
+def _run_claimed(job: Job, worker: str, started) -> str:
     actor = f"worker:{worker}"
     logger.info("job.starting job_id=%s type=%s attempt=%s", job.id, job.job_type, job.attempts)
     try:
         with Heartbeat(job) as heartbeat:
-            outcome = _process(job, heartbeat, actor, started)
+            return _process(job, heartbeat, actor, started)
     except Cancelled:
         # Cancelled by its owner, or the job is no longer ours. The move is made with our
         # claim token (not the row's: another worker may hold the job now), so only a job
@@ -219,9 +219,6 @@ def job_run(*, job_id: uuid.UUID | str, worker: str, input_hint: list | None = N
             raise
         services.job_fail(job=job, code=exc.code, message=str(exc), actor=actor)
         return "FAILED"
-    finally:
-        storage.discard_read(started)  # if the processor never opened it (opened, it is ended already)
-    return outcome
 
 
 def _process(job: Job, heartbeat: Heartbeat, actor: str, started=None) -> str:

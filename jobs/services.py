@@ -210,9 +210,8 @@ def job_record_progress(*, job: Job, bytes_read: int) -> bool:
     updated = Job.objects.filter(pk=job.pk, state=S.PROCESSING, claim_token=job.claim_token).update(
         progress_bytes=bytes_read, updated_at=now)
     job.progress_bytes = bytes_read
-    if updated:  # the caller's copy stays current (job_complete tries it before reading)
-        job.updated_at = now
     if updated:
+        job.updated_at = now  # the caller's copy stays current (job_complete tries it before reading)
         from .notify import job_changed
 
         job_changed(job)

@@ -21,6 +21,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from .models import Job, JobEvent, JobState
+from .rows import from_row
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +85,6 @@ class _JobRows:
         qn = connection.ops.quote_name
         self.fields = list(Job._meta.concrete_fields)
         self.by_name = {f.name: f for f in self.fields} | {f.attname: f for f in self.fields}
-        self.attnames = [f.attname for f in self.fields]
-        self.decoders = [(i, f) for i, f in enumerate(self.fields) if hasattr(f, "from_db_value")]
         self.job_table, self.pk_column = qn(Job._meta.db_table), qn(Job._meta.pk.column)
         # Identifiers come from the model's meta, quoted; every value is a bound parameter.
         columns = ", ".join(qn(f.column) for f in self.fields)
@@ -97,12 +96,12 @@ class _JobRows:
         self.event_attnames = [f.attname for f in event_fields]
         table, pk = qn(JobEvent._meta.db_table), qn(JobEvent._meta.pk.column)
         columns, values = ", ".join(qn(f.column) for f in event_fields), ", ".join(["%s"] * len(event_fields))
+        self.event_table, self.event_pk, self.event_columns = table, pk, columns
         self.event_sql = f"INSERT INTO {table} ({columns}) VALUES ({values}) RETURNING {pk}"  # noqa: S608
         # The event of a compare-and-set: inserted only if the update matched (job_id from it).
         self.cas_event_sql = (f"INSERT INTO {table} ({columns}) SELECT {self.pk_column}, "  # noqa: S608
                               f"{', '.join(['%s'] * (len(event_fields) - 1))} FROM moved RETURNING {pk}")
-        job_columns = ", ".join(qn(f.column) for f in self.fields)
-        job_values = ", ".join(["%s"] * len(self.fields))
+        job_columns, job_values = ", ".join(qn(f.column) for f in self.fields), ", ".join(["%s"] * len(self.fields))
         self.insert_sql = f"INSERT INTO {self.job_table} ({job_columns}) VALUES ({job_values})"  # noqa: S608
 
     def read(self, job_id) -> Job:
@@ -114,10 +113,7 @@ class _JobRows:
             row = cursor.fetchone()
         if row is None:
             raise Job.DoesNotExist(f"no job {job_id}")
-        row = list(row)
-        for i, field in self.decoders:
-            row[i] = field.from_db_value(row[i], None, connection)
-        return Job.from_db(connection.alias, self.attnames, row)
+        return from_row(Job, self.fields, row)
 
     def compare_and_set(self, job: Job, names: set[str], *, was_state: str, was_updated_at,
                         **values) -> JobEvent | None:
@@ -160,8 +156,7 @@ class _JobRows:
             held = f" AND {qn(Job._meta.get_field('claim_token').column)} = %s"
             lock_params.append(Job._meta.get_field("claim_token").get_db_prep_value(claim_token, connection))
         columns = ", ".join(f"j.{qn(f.column)}" for f in self.fields)
-        event_table, event_pk = qn(JobEvent._meta.db_table), qn(JobEvent._meta.pk.column)
-        event_columns = ", ".join(qn(JobEvent._meta.get_field(name).column) for name in self.event_attnames)
+        event_table, event_pk, event_columns = self.event_table, self.event_pk, self.event_columns
         # Identifiers come from the models' meta, quoted; every value is a bound parameter.
         sql = (f"WITH old AS (SELECT {pk}, {state} FROM {self.job_table} "  # noqa: S608
                f"WHERE {pk} = %s AND {state} = ANY(%s){held} FOR UPDATE), "
@@ -177,10 +172,8 @@ class _JobRows:
             row = cursor.fetchone()
         if row is None:
             return None
-        event_id, was, row = row[0], row[1], list(row[2:])
-        for i, field in self.decoders:
-            row[i] = field.from_db_value(row[i], None, connection)
-        job = Job.from_db(connection.alias, self.attnames, row)
+        event_id, was = row[0], row[1]
+        job = from_row(Job, self.fields, row[2:])
         written = JobEvent(job_id=job.pk, from_state=was, attempt=job.attempts, **event)
         written.pk, written._state.adding = event_id, False
         return job, written

@@ -75,11 +75,15 @@ class Fast:
 
         Connection errors that outlast the retries propagate as urllib3 errors (transient)."""
         url = self.url(bucket, key)
-        signed = AWSRequest(method=method, url=url, headers=headers or {}, data=body)
-        self.signer.add_auth(signed)
-        response = self.pool.urlopen(method, url, body=body or None, headers=dict(signed.headers.items()),
+        response = self.pool.urlopen(method, url, body=body or None, headers=self.signed(method, url, headers, body),
                                      preload_content=not stream, decode_content=False, redirect=False)
         return self.checked(method, response)
+
+    def signed(self, method: str, url: str, headers: dict | None = None, body: bytes = b"") -> dict:
+        """The request's headers with its SigV4 signature added."""
+        request = AWSRequest(method=method, url=url, headers=headers or {}, data=body)
+        self.signer.add_auth(request)
+        return dict(request.headers.items())
 
     def checked(self, method: str, response: urllib3.BaseHTTPResponse) -> urllib3.BaseHTTPResponse:
         """The response, if it is a 2xx; else ClientError with the answer's code and message."""
@@ -114,25 +118,28 @@ class StartedGet:
                 self.conn = urllib3.connection.HTTPConnection(parts.hostname, parts.port,
                                                               timeout=settings.S3_READ_TIMEOUT)
         url = fast.url(bucket, key)
-        signed = AWSRequest(method="GET", url=url, headers={"User-Agent": fast.user_agent}, data=b"")
-        fast.signer.add_auth(signed)
-        self.conn.request("GET", urlsplit(url).path, headers=dict(signed.headers.items()), preload_content=False,
-                          decode_content=False)
+        self.conn.request("GET", urlsplit(url).path, headers=fast.signed("GET", url, {"User-Agent": fast.user_agent}),
+                          preload_content=False, decode_content=False)
 
     def response(self) -> urllib3.BaseHTTPResponse | None:
+        """The 2xx answer; ClientError for an error answer; None if the exchange broke. Its
+        connection is closed on any failure."""
         try:
             return self.fast.checked("GET", self.conn.getresponse())
-        except HTTP_ERRORS:
+        except BaseException as exc:
             self.done(whole=False)
-            return None
+            if isinstance(exc, HTTP_ERRORS):
+                return None
+            raise
 
     def done(self, *, whole: bool) -> None:
         conn, self.conn = self.conn, None
         if conn is None:
             return
-        if whole and self.fast.spare is None:
-            self.fast.spare = conn
-        else:
+        with _lock:
+            if whole and self.fast.spare is None:
+                self.fast.spare, conn = conn, None
+        if conn is not None:
             conn.close()  # unread bytes would poison it
 
 

@@ -174,11 +174,7 @@ class ResumingReader(io.RawIOBase):
         if self.pos:
             kwargs["Range"] = f"bytes={self.pos}-"
         with errors(f"s3://{self.bucket}/{self.key}"):
-            try:
-                response = started.response() if started is not None else None
-            except BaseException:
-                started.done(whole=False)
-                raise
+            response = started.response() if started is not None else None
             if response is not None:  # the GET sent before (a broken one is sent again below)
                 self.size, self.body, self.started = int(response.headers["Content-Length"]), response, started
                 return
@@ -196,14 +192,14 @@ class ResumingReader(io.RawIOBase):
 
     def _close_body(self) -> None:
         body, self.body = self.body, None
+        whole = self.size is not None and self.pos >= self.size
         if self.started is not None:  # its connection is its own, not the pool's
             started, self.started = self.started, None
-            whole = self.size is not None and self.pos >= self.size
             if not whole:
                 body.close()
             started.done(whole=whole)
         elif isinstance(body, urllib3.BaseHTTPResponse):
-            if self.size is not None and self.pos >= self.size:
+            if whole:
                 body.release_conn()  # read to the end: the connection goes back to the pool
             else:
                 body.close()  # unread bytes would poison a pooled connection

@@ -15,6 +15,8 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
 from rest_framework.authtoken.models import Token
 
+from jobs.rows import from_row
+
 
 class _TokenQuery:
     def __init__(self) -> None:
@@ -32,11 +34,6 @@ class _TokenQuery:
                     f"WHERE t.{qn(Token._meta.pk.column)} = %s")
         self.user_model = user_model
 
-    def _build(self, model, fields, values):
-        values = [f.from_db_value(v, None, connection) if hasattr(f, "from_db_value") else v
-                  for f, v in zip(fields, values, strict=True)]
-        return model.from_db(connection.alias, [f.attname for f in fields], values)
-
     def lookup(self, key: str) -> Token | None:
         if self.sql is None:
             self._prepare()
@@ -46,8 +43,8 @@ class _TokenQuery:
         if row is None:
             return None
         n = len(self.token_fields)
-        token = self._build(Token, self.token_fields, row[:n])
-        token.user = self._build(self.user_model, self.user_fields, row[n:])
+        token = from_row(Token, self.token_fields, row[:n])
+        token.user = from_row(self.user_model, self.user_fields, row[n:])
         return token
 
 

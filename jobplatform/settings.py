@@ -124,6 +124,8 @@ DATABASES = {"default": dj_database_url.parse(
 if DB_POOL:
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": env_int("DB_POOL_MIN_SIZE", 2), "max_size": env_int("DB_POOL_MAX_SIZE", 20), "timeout": 10}
+if env_bool("DB_SERVER_SIDE_BINDING", False):
+    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Threads that run the web process's sync request code (jobplatform/handlers.py): at most
 # this many requests are in views at once, and each holds at most one pooled connection.
@@ -219,6 +221,8 @@ PROCESSOR_MODULES = [m.strip() for m in env("PROCESSOR_MODULES", "").split(",") 
 
 # --- celery --------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL)
+if CELERY_BROKER_URL.split("://", 1)[0] in ("redis", "rediss"):
+    CELERY_BROKER_TRANSPORT = "jobplatform.broker:Transport"  # kombu's, with one publishing client per channel
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
 # One result-backend object per process, not per thread: under ASGI each request runs in a

@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 import storage
@@ -24,7 +24,7 @@ from processors import get_processor
 from processors.base import ProcessorError
 
 from .models import DeadLetter, Job, JobEvent, JobState
-from .state_machine import Add, TransitionRefused, insert_created, job_transition
+from .state_machine import Add, TransitionRefused, insert_created, insert_queued, job_transition
 
 logger = logging.getLogger(__name__)
 S = JobState
@@ -91,7 +91,15 @@ def job_create(*, owner, job_type: str, input_key: str, input_bucket: str | None
               progress_total=info.size, max_attempts=max_attempts or settings.JOB_MAX_ATTEMPTS,
               idempotency_key=idempotency_key, request_fingerprint=fingerprint)
     try:
-        created_event = insert_created(job, actor=f"user:{owner.pk}")
+        if connection.in_atomic_block:
+            # Inside a caller's transaction: CREATED now, queued and published once it commits.
+            created_event = insert_created(job, actor=f"user:{owner.pk}")
+        else:
+            # Committed at once, so queued at once: the row, its CREATED and QUEUED events in
+            # one statement, and the message published right after.
+            task_id = str(uuid.uuid4())
+            job = insert_queued(job, actor=f"user:{owner.pk}", enqueuer="enqueuer",
+                                changes=_enqueue_changes(job, task_id))
     except IntegrityError:
         # Two requests with one Idempotency-Key raced; the other one's row stands.
         existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
@@ -99,13 +107,10 @@ def job_create(*, owner, job_type: str, input_key: str, input_bucket: str | None
             raise
         return _same_request(existing, fingerprint)
     logger.info("job.created job_id=%s type=%s owner=%s size=%s", job.id, job_type, owner.pk, info.size)
-    enqueued: list[Job | None] = []
-    # The row is committed (or, inside a caller's transaction, commits with it): enqueue then.
-    transaction.on_commit(lambda: enqueued.append(job_enqueue(job_id=job.id, reason="created", actor="enqueuer",
-                                                                   current=job)))
-    if enqueued and enqueued[0] is not None:  # committed and queued already (not inside an outer transaction)
-        queued = enqueued[0]
-        return CreateResult(job=queued, created=True, events=[created_event, queued.transition_event])
+    if job.state == S.QUEUED:
+        publish(job=job, task_id=task_id)
+        return CreateResult(job=job, created=True, events=[job.created_event, job.transition_event])
+    transaction.on_commit(lambda: job_enqueue(job_id=job.id, reason="created", actor="enqueuer", current=job))
     return CreateResult(job=job, created=True, events=[created_event])
 
 
@@ -147,15 +152,20 @@ def job_enqueue(*, job_id: uuid.UUID | str, reason: str, actor: str,
     task_id = str(uuid.uuid4())
     try:
         job = job_transition(job_id=job_id, to=S.QUEUED, expected=expected, reason=reason, actor=actor,
-                             current=current, changes=lambda locked: {
-                                 "celery_task_id": task_id, "task_ids": [*locked.task_ids[-19:], task_id],
-                                 "next_attempt_at": None, "publish_count": 1, "cancel_requested": False,
-                                 **(changes or {})})
+                             current=current,
+                             changes=lambda locked: {**_enqueue_changes(locked, task_id), **(changes or {})})
     except (TransitionRefused, Job.DoesNotExist) as exc:
         logger.info("job.enqueue_skipped job_id=%s reason=%s", job_id, exc)
         return None
     transaction.on_commit(lambda: publish(job=job, task_id=task_id))
     return job
+
+
+def _enqueue_changes(job: Job, task_id: str) -> dict:
+    """What queuing sets besides the state: the new message's task id (the job keeps its
+    last 20), and no pending retry, cancel request or republishes."""
+    return {"celery_task_id": task_id, "task_ids": [*job.task_ids[-19:], task_id], "next_attempt_at": None,
+            "publish_count": 1, "cancel_requested": False}
 
 
 def publish(*, job: Job, task_id: str) -> bool:

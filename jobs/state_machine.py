@@ -95,9 +95,8 @@ class _JobRows:
                         ("job", "from_state", "to_state", "reason", "attempt", "actor", "created_at")]
         self.event_attnames = [f.attname for f in event_fields]
         table, pk = qn(JobEvent._meta.db_table), qn(JobEvent._meta.pk.column)
-        columns, values = ", ".join(qn(f.column) for f in event_fields), ", ".join(["%s"] * len(event_fields))
+        columns = ", ".join(qn(f.column) for f in event_fields)
         self.event_table, self.event_pk, self.event_columns = table, pk, columns
-        self.event_sql = f"INSERT INTO {table} ({columns}) VALUES ({values}) RETURNING {pk}"  # noqa: S608
         # The event of a compare-and-set: inserted only if the update matched (job_id from it).
         self.cas_event_sql = (f"INSERT INTO {table} ({columns}) SELECT {self.pk_column}, "  # noqa: S608
                               f"{', '.join(['%s'] * (len(event_fields) - 1))} FROM moved RETURNING {pk}")
@@ -178,17 +177,26 @@ class _JobRows:
         written.pk, written._state.adding = event_id, False
         return job, written
 
-    def insert_and_add_event(self, job: Job, **values) -> JobEvent:
-        """Inserts a new job row and its first event in one statement, with the values the
+    def insert_with_events(self, job: Job, events: list[dict[str, Any]]) -> list[JobEvent]:
+        """Inserts a new job row and its first events in one statement, with the values the
         job holds (the caller sets created_at and updated_at, which Model.save's pre_save
-        would). The event's foreign key is checked at the end of the statement."""
+        would). The events' foreign key is checked at the end of the statement."""
         if self._select_sql is None:
             self._prepare()
         params = [f.get_db_prep_save(getattr(job, f.attname), connection) for f in self.fields]
-        event = self._write_event(f"WITH created AS ({self.insert_sql}) {self.event_sql}", params,
-                                  self.event_attnames, values)
+        written = [JobEvent(**values) for values in events]
+        rows = ", ".join([f"({', '.join(['%s'] * len(self.event_attnames))})"] * len(written))
+        for event in written:
+            params += [getattr(event, name) for name in self.event_attnames]
+        sql = (f"WITH created AS ({self.insert_sql}) INSERT INTO {self.event_table} ({self.event_columns}) "  # noqa: S608
+               f"VALUES {rows} RETURNING {self.event_pk}")
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            ids = sorted(row[0] for row in cursor.fetchall())  # a sequence: in the order given
+        for event, pk in zip(written, ids, strict=True):
+            event.pk, event._state.adding = pk, False
         job._state.adding, job._state.db = False, connection.alias
-        return event
+        return written
 
     def _write_event(self, sql: str, params: list, attnames: list[str], values: dict) -> JobEvent | None:
         """Runs a statement whose main part inserts one JobEvent (its `attnames` values
@@ -211,13 +219,35 @@ def insert_created(job: Job, *, actor: str) -> JobEvent:
     """Inserts a new CREATED job with its CREATED event, in one statement (atomic by itself;
     inside a caller's transaction, under a savepoint so that a refused insert, such as a
     reused Idempotency-Key, leaves that transaction usable). Returns the event."""
+    return _insert(job, actor=actor)[0]
+
+
+def insert_queued(job: Job, *, actor: str, enqueuer: str, changes: dict[str, Any]) -> Job:
+    """Inserts a new job already QUEUED, with its CREATED and QUEUED events, in one statement:
+    the creation and the enqueue a committed CREATED row would get at once (`job_create`
+    outside a transaction, where its on-commit enqueue would follow straight away). The job
+    moves CREATED -> QUEUED as ALLOWED says; nobody else can see the row before both are
+    written. Returns the job, carrying the QUEUED event as `transition_event` and the
+    CREATED one as `created_event`; the QUEUED notification is sent after commit."""
+    created, queued = _insert(job, actor=actor, then=(S.QUEUED, enqueuer, changes))
+    job.created_event = created
+    return _moved(job, queued)
+
+
+def _insert(job: Job, *, actor: str, then: tuple[str, str, dict[str, Any]] | None = None) -> list[JobEvent]:
     if job.state != S.CREATED:
         raise TransitionRefused(f"a new job starts CREATED, not {job.state}", job=job)
-    job.created_at = job.updated_at = timezone.now()
+    job.created_at = job.updated_at = now = timezone.now()
+    events = [{"job_id": job.id, "from_state": "", "to_state": S.CREATED, "reason": "created",
+               "attempt": job.attempts, "actor": actor[:255], "created_at": now}]
+    if then is not None:
+        to, by, changes = then
+        for name, value in _move_values(to, now, changes).items():
+            setattr(job, name, value)
+        events.append({**events[0], "from_state": S.CREATED, "to_state": to, "reason": "created", "actor": by[:255]})
 
-    def insert() -> JobEvent:
-        return _rows.insert_and_add_event(job, job_id=job.id, from_state="", to_state=S.CREATED, reason="created",
-                                          attempt=job.attempts, actor=actor[:255], created_at=job.created_at)
+    def insert() -> list[JobEvent]:
+        return _rows.insert_with_events(job, events)
 
     if connection.in_atomic_block:
         with transaction.atomic():

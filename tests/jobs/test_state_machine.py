@@ -188,6 +188,37 @@ def test_a_new_job_is_inserted_with_its_created_event_exactly_as_the_orm_would_w
     assert not JobEvent.objects.filter(job_id=twin.pk).exists()
 
 
+def test_a_job_created_and_queued_at_once_is_one_row_with_both_events_as_the_orm_would_write_them(user):
+    """insert_queued (job_create outside a transaction) writes the row already QUEUED and its
+    CREATED and QUEUED events in one statement: what insert_created and the on-commit
+    enqueue write in two."""
+    from jobs.state_machine import insert_queued
+
+    job = Job(owner=user, job_type="CSV_ROW_COUNT", params={"delimiter": ";"}, input_bucket="b",
+              input_key=f"uploads/{user.pk}/k", input_size=12, progress_total=12, max_attempts=3,
+              idempotency_key="key-2", request_fingerprint="f" * 64)
+    task_id = str(uuid.uuid4())
+    returned = insert_queued(job, actor=f"user:{user.pk}", enqueuer="enqueuer",
+                             changes=services._enqueue_changes(job, task_id))
+
+    stored = Job.objects.get(pk=job.pk)
+    for field in Job._meta.concrete_fields:
+        assert getattr(stored, field.attname) == getattr(returned, field.attname), field.name
+    assert stored.state == JobState.QUEUED and stored.queued_at == stored.created_at == stored.updated_at
+    assert stored.celery_task_id == task_id and stored.task_ids == [task_id] and stored.publish_count == 1
+    events = list(stored.events.order_by("pk").values_list("pk", "from_state", "to_state", "actor", "reason"))
+    assert events == [(returned.created_event.pk, "", JobState.CREATED, f"user:{user.pk}", "created"),
+                      (returned.transition_event.pk, JobState.CREATED, JobState.QUEUED, "enqueuer", "created")]
+
+    twin = Job(owner=user, job_type="CSV_ROW_COUNT", input_bucket="b", input_key="k", idempotency_key="key-2")
+    with pytest.raises(IntegrityError):
+        insert_queued(twin, actor="user", enqueuer="enqueuer", changes=services._enqueue_changes(twin, task_id))
+    assert Job.objects.filter(idempotency_key="key-2").count() == 1  # the transaction is still usable
+    assert not JobEvent.objects.filter(job_id=twin.pk).exists()
+    with pytest.raises(TransitionRefused, match="starts CREATED"):
+        insert_queued(Job(owner=user, state=JobState.QUEUED), actor="user", enqueuer="e", changes={})
+
+
 def _change_after_first_read(monkeypatch, change):
     """Runs `change` (another actor's committed write) right after the transition's first
     read of the row, so its compare-and-set meets a row that moved on in between."""

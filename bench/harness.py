@@ -109,6 +109,52 @@ class Platform:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
+class KeepAliveClient:
+    """A load generator's HTTP/1.1 client: one keep-alive socket, requests written as bytes,
+    answers read by Content-Length. Like wrk or ab, it does the least a client can, because
+    it shares the machine's cores with the platform it measures; http.client spent ~2 ms of
+    CPU per request here (its email-module header parser among it) on a slow core."""
+
+    def __init__(self, port: int, timeout: float = 30) -> None:
+        import socket
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.port, self.buffer = port, b""
+
+    def request(self, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> tuple[int, bytes]:
+        lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{self.port}", f"Content-Length: {len(body)}"]
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        while b"\r\n\r\n" not in self.buffer:
+            self._fill()
+        head, _, rest = self.buffer.partition(b"\r\n\r\n")
+        status_line, *header_lines = head.split(b"\r\n")
+        length = None
+        for line in header_lines:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+            elif name.strip().lower() == b"transfer-encoding":
+                raise RuntimeError("chunked answer: this client reads only answers with a Content-Length")
+        if length is None:
+            raise RuntimeError(f"answer without Content-Length: {head[:300]!r}")
+        self.buffer = rest
+        while len(self.buffer) < length:
+            self._fill()
+        answer, self.buffer = self.buffer[:length], self.buffer[length:]
+        return int(status_line.split(b" ", 2)[1]), answer
+
+    def _fill(self) -> None:
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError("the server closed the connection")
+        self.buffer += data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 def table(rows: list[tuple], headers: tuple) -> str:
     cells = [tuple(str(c) for c in headers)] + [tuple(str(c) for c in r) for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]

@@ -242,6 +242,8 @@ def _insert(job: Job, *, actor: str, then: tuple[str, str, dict[str, Any]] | Non
                "attempt": job.attempts, "actor": actor[:255], "created_at": now}]
     if then is not None:
         to, by, changes = then
+        if not is_allowed(S.CREATED, to):
+            raise TransitionRefused(f"a new job cannot move from CREATED to {to}", job=job)
         for name, value in _move_values(to, now, changes).items():
             setattr(job, name, value)
         events.append({**events[0], "from_state": S.CREATED, "to_state": to, "reason": "created", "actor": by[:255]})

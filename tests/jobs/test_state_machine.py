@@ -217,6 +217,8 @@ def test_a_job_created_and_queued_at_once_is_one_row_with_both_events_as_the_orm
     assert not JobEvent.objects.filter(job_id=twin.pk).exists()
     with pytest.raises(TransitionRefused, match="starts CREATED"):
         insert_queued(Job(owner=user, state=JobState.QUEUED), actor="user", enqueuer="e", changes={})
+    with pytest.raises(TransitionRefused, match="cannot move from CREATED to COMPLETED"):
+        state_machine._insert(Job(owner=user), actor="user", then=(JobState.COMPLETED, "e", {}))
 
 
 def _change_after_first_read(monkeypatch, change):

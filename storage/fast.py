@@ -9,8 +9,9 @@ to send directly:
 
 - signed by storage/sigv4.py, which writes the same signature as botocore's S3SigV4Auth
   (checked header for header in tests) at a tenth of its CPU;
-- sent on a urllib3 pool (the HTTP library botocore itself uses), retried by urllib3's
-  Retry on connection errors and 5xx answers, with the attempts and exponential backoff
+- sent on storage/wire.py's keep-alive pool, a minimal HTTP/1.1 client made for these
+  requests (urllib3, which botocore uses, cost 4-5 times its CPU per request here), and
+  retried on connection errors and 5xx answers with urllib3's backoff and the attempts
   the botocore client is configured with (S3_MAX_ATTEMPTS);
 - answered errors go through the same translation as the client's (s3.translate).
 
@@ -28,61 +29,54 @@ import threading
 from urllib.parse import quote, urlsplit
 
 import botocore.exceptions
-import urllib3
 from django.conf import settings
 
 from .sigv4 import Signer
+from .wire import Pool, Response, WireError
 
 # Connection-level failures and broken bodies: transient, like botocore's ConnectionError.
-HTTP_ERRORS = (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)
-_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+HTTP_ERRORS = (WireError, ConnectionError, TimeoutError)
 _ERROR_CODE = re.compile(rb"<Code>([^<]{1,200})</Code>")
 _ERROR_MESSAGE = re.compile(rb"<Message>([^<]{0,500})</Message>")
 
 
 class Fast:
-    """One per process: a urllib3 pool to the endpoint and a signer."""
+    """One per process: a keep-alive pool to the endpoint and a signer."""
 
     def __init__(self) -> None:
         from .s3 import USER_AGENT
 
         self.base = settings.S3_ENDPOINT_URL.rstrip("/")
         parts = urlsplit(self.base)
-        self.origin, self.base_path = f"{parts.scheme}://{parts.netloc}", parts.path
+        self.base_path = parts.path
         self.user_agent = USER_AGENT
         self.spare = None  # the keep-alive connection of the last StartedGet, for the next
         self.signer = Signer(access_key=settings.S3_ACCESS_KEY_ID, secret_key=settings.S3_SECRET_ACCESS_KEY,
                              region=settings.S3_REGION or "us-east-1", endpoint=self.base)
-        attempts = max(1, settings.S3_MAX_ATTEMPTS)
-        self.retry = urllib3.Retry(total=attempts - 1, redirect=0, status_forcelist=_RETRY_STATUSES,
-                                   backoff_factor=0.5, backoff_jitter=0.5, backoff_max=20, raise_on_status=False,
-                                   raise_on_redirect=False)
-        options = {}
-        if urlsplit(self.base).scheme == "https":
+        tls = None
+        if parts.scheme == "https":  # verified against the CA bundle botocore would use
+            import ssl
+
             from botocore.httpsession import get_cert_path
 
-            options["ca_certs"] = os.environ.get("AWS_CA_BUNDLE") or get_cert_path(True)
-        self.tls_options = options
-        self.pool = urllib3.PoolManager(
-            num_pools=4, maxsize=20, retries=self.retry, headers={"User-Agent": USER_AGENT},
-            timeout=urllib3.Timeout(connect=settings.S3_CONNECT_TIMEOUT, read=settings.S3_READ_TIMEOUT),
-            **options)
+            tls = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or get_cert_path(True))
+        self.pool = Pool(parts.hostname, parts.port or (443 if tls else 80), tls=tls,
+                         attempts=settings.S3_MAX_ATTEMPTS, connect_timeout=settings.S3_CONNECT_TIMEOUT,
+                         read_timeout=settings.S3_READ_TIMEOUT)
 
     def path(self, bucket: str, key: str) -> str:
         return f"{self.base_path}/{quote(bucket, safe='')}/{quote(key, safe='/~')}"
 
     def request(self, method: str, bucket: str, key: str, *, headers: dict | None = None, body: bytes = b"",
-                stream: bool = False) -> urllib3.BaseHTTPResponse:
+                stream: bool = False) -> Response:
         """Sends one signed request; returns the response for a 2xx, raises ClientError otherwise.
 
-        Connection errors that outlast the retries propagate as urllib3 errors (transient)."""
+        Connection errors that outlast the retries propagate as WireError (transient)."""
         path = self.path(bucket, key)
-        response = self.pool.urlopen(method, self.origin + path, body=body or None,
-                                     headers=self.signer.sign(method, path, headers, body),
-                                     preload_content=not stream, decode_content=False, redirect=False)
-        return self.checked(method, response)
+        headers = self.signer.sign(method, path, {"User-Agent": self.user_agent, **(headers or {})}, body)
+        return self.checked(method, self.pool.request(method, path, headers, body, preload=not stream))
 
-    def checked(self, method: str, response: urllib3.BaseHTTPResponse) -> urllib3.BaseHTTPResponse:
+    def checked(self, method: str, response: Response) -> Response:
         """The response, if it is a 2xx; else ClientError with the answer's code and message."""
         if response.status < 300:
             return response
@@ -106,23 +100,21 @@ class StartedGet:
         self.fast = fast
         with _lock:
             self.conn, fast.spare = fast.spare, None
+        if self.conn is not None and not self.conn.alive():
+            self.conn.close()
+            self.conn = None
         if self.conn is None:
-            parts = urlsplit(fast.base)
-            if parts.scheme == "https":  # verified against the same CA bundle as the pool's
-                self.conn = urllib3.connection.HTTPSConnection(
-                    parts.hostname, parts.port, timeout=settings.S3_READ_TIMEOUT, **fast.tls_options)
-            else:
-                self.conn = urllib3.connection.HTTPConnection(parts.hostname, parts.port,
-                                                              timeout=settings.S3_READ_TIMEOUT)
+            self.conn = fast.pool.connect()
+        self.answer = None
         path = fast.path(bucket, key)
-        self.conn.request("GET", path, headers=fast.signer.sign("GET", path, {"User-Agent": fast.user_agent}),
-                          preload_content=False, decode_content=False)
+        self.conn.request("GET", path, fast.signer.sign("GET", path, {"User-Agent": fast.user_agent}))
 
-    def response(self) -> urllib3.BaseHTTPResponse | None:
+    def response(self) -> Response | None:
         """The 2xx answer; ClientError for an error answer; None if the exchange broke. Its
         connection is closed on any failure."""
         try:
-            return self.fast.checked("GET", self.conn.getresponse())
+            self.answer = self.conn.getresponse("GET")
+            return self.fast.checked("GET", self.answer)
         except BaseException as exc:
             self.done(whole=False)
             if isinstance(exc, HTTP_ERRORS):
@@ -133,6 +125,7 @@ class StartedGet:
         conn, self.conn = self.conn, None
         if conn is None:
             return
+        whole = whole and self.answer is not None and self.answer.keep
         with _lock:
             if whole and self.fast.spare is None:
                 self.fast.spare, conn = conn, None
@@ -158,9 +151,14 @@ def usable(key: str, metadata: dict | None = None) -> bool:
     if not (settings.S3_FAST_PATH and settings.S3_ENDPOINT_URL and settings.S3_ADDRESSING_STYLE == "path"
             and settings.S3_ACCESS_KEY_ID and settings.S3_SECRET_ACCESS_KEY):
         return False
-    if metadata and not all(str(k).isascii() and str(v).isascii() for k, v in metadata.items()):
+    if metadata and not all(_plain(str(k)) and _plain(str(v)) for k, v in metadata.items()):
         return False
     return bool(key) and not any(part in ("", ".", "..") for part in key.split("/"))
+
+
+def _plain(text: str) -> bool:
+    """ASCII without control characters: sent in a header as it is, as S3 stores it."""
+    return text.isascii() and text.isprintable()
 
 
 def get() -> Fast:

@@ -17,12 +17,11 @@ from typing import BinaryIO
 
 import botocore
 import botocore.exceptions
-import urllib3
 from botocore.config import Config
 from django.conf import settings
 from django.core.files.storage import storages
 
-from . import fast
+from . import fast, wire
 from .errors import AccessDenied, ObjectNotFound, StorageError, StorageUnavailable
 from .types import ObjectInfo
 
@@ -198,7 +197,7 @@ class ResumingReader(io.RawIOBase):
             if not whole:
                 body.close()
             started.done(whole=whole)
-        elif isinstance(body, urllib3.BaseHTTPResponse):
+        elif isinstance(body, wire.Response):
             if whole:
                 body.release_conn()  # read to the end: the connection goes back to the pool
             else:

@@ -113,7 +113,10 @@ class KeepAliveClient:
     """A load generator's HTTP/1.1 client: one keep-alive socket, requests written as bytes,
     answers read by Content-Length. Like wrk or ab, it does the least a client can, because
     it shares the machine's cores with the platform it measures; http.client spent ~2 ms of
-    CPU per request here (its email-module header parser among it) on a slow core."""
+    CPU per request here (its email-module header parser among it) on a slow core.
+
+    `request` sends one and waits for its answer; `send` and `answer` split that in two, so
+    that one thread can keep several clients busy at once (see `run_concurrently`)."""
 
     def __init__(self, port: int, timeout: float = 30) -> None:
         import socket
@@ -123,12 +126,21 @@ class KeepAliveClient:
         self.port, self.buffer = port, b""
 
     def request(self, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> tuple[int, bytes]:
+        self.send(method, path, body, headers)
+        while (answer := self.answer()) is None:
+            self._fill()
+        return answer
+
+    def send(self, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> None:
         lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{self.port}", f"Content-Length: {len(body)}"]
         lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-        while b"\r\n\r\n" not in self.buffer:
-            self._fill()
-        head, _, rest = self.buffer.partition(b"\r\n\r\n")
+
+    def answer(self) -> tuple[int, bytes] | None:
+        """The answer to the request sent, if the bytes read so far hold all of it."""
+        head, sep, rest = self.buffer.partition(b"\r\n\r\n")
+        if not sep:
+            return None
         status_line, *header_lines = head.split(b"\r\n")
         length = None
         for line in header_lines:
@@ -139,10 +151,9 @@ class KeepAliveClient:
                 raise RuntimeError("chunked answer: this client reads only answers with a Content-Length")
         if length is None:
             raise RuntimeError(f"answer without Content-Length: {head[:300]!r}")
-        self.buffer = rest
-        while len(self.buffer) < length:
-            self._fill()
-        answer, self.buffer = self.buffer[:length], self.buffer[length:]
+        if len(rest) < length:
+            return None
+        answer, self.buffer = rest[:length], rest[length:]
         return int(status_line.split(b" ", 2)[1]), answer
 
     def _fill(self) -> None:
@@ -153,6 +164,37 @@ class KeepAliveClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def run_concurrently(clients: list[KeepAliveClient], counts: list[int], method: str, path: str, body: bytes,
+                     headers: dict, check) -> list:
+    """Client i sends `counts[i]` requests one after another, all clients at once, from this
+    one thread (as wrk does: no thread per connection, whose switches and GIL hand-offs
+    would take CPU from the platform measured). `check(status, body)` turns each answer
+    into a result, or raises. Returns the results in the order the answers came."""
+    import selectors
+
+    results, left = [], dict(zip(clients, counts, strict=True))
+    with selectors.DefaultSelector() as selector:
+        for client, count in left.items():
+            if count:
+                client.send(method, path, body, headers)
+                selector.register(client.sock, selectors.EVENT_READ, client)
+        while selector.get_map():
+            for key, _ in selector.select(timeout=60) or [(None, None)]:
+                if key is None:
+                    raise TimeoutError("no answer for 60 s")
+                client = key.data
+                client._fill()
+                while (answer := client.answer()) is not None:
+                    results.append(check(*answer))
+                    left[client] -= 1
+                    if left[client]:
+                        client.send(method, path, body, headers)
+                    else:
+                        selector.unregister(client.sock)
+                        break
+    return results
 
 
 def table(rows: list[tuple], headers: tuple) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from harness import KeepAliveClient, Platform, table
+from harness import KeepAliveClient, Platform, run_concurrently, table
 
 # Both sides poll for completion the same way: every 50 ms, one count over an indexed
 # timestamp. (A count over the 200 ids themselves cost the polling process ~3 ms of CPU a
@@ -45,7 +45,6 @@ def noop_round_trips(n: int) -> float:
 def jobs_through_the_api(platform: Platform, n: int, clients: int) -> float:
     """n jobs created over HTTP by `clients` concurrent API clients, until all are COMPLETED."""
     import json
-    from concurrent.futures import ThreadPoolExecutor
 
     from django.utils import timezone
 
@@ -58,26 +57,24 @@ def jobs_through_the_api(platform: Platform, n: int, clients: int) -> float:
     headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
     body = json.dumps({"job_type": "CSV_ROW_COUNT", "input_object_key": key}).encode()
 
-    def create(count: int) -> list[str]:
-        # One keep-alive connection per client, on the harness's minimal client: the clients
-        # share the machine's two cores with the platform (http.client took ~2 ms per request).
-        client = KeepAliveClient(platform.port)
-        try:
-            ids = []
-            for _ in range(count):
-                status, data = client.request("POST", "/api/v1/jobs/", body=body, headers=headers)
-                if status != 201:
-                    raise RuntimeError(f"create failed: {status} {data[:500]!r}")
-                ids.append(json.loads(data)["id"])
-            return ids
-        finally:
-            client.close()
+    def created(status: int, data: bytes) -> str:
+        if status != 201:
+            raise RuntimeError(f"create failed: {status} {data[:500]!r}")
+        return json.loads(data)["id"]
 
+    # `clients` keep-alive connections, each with one request in flight at a time, driven
+    # from this one thread on the harness's minimal client: the load generator shares the
+    # machine's two cores with the platform (http.client took ~2 ms per request, and a
+    # thread per client added its switches).
     shares = [n // clients + (1 if i < n % clients else 0) for i in range(clients)]
+    connections = [KeepAliveClient(platform.port) for _ in range(clients)]
     since = timezone.now()
     started = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        ids = [job_id for batch in pool.map(create, shares) for job_id in batch]
+    try:
+        ids = run_concurrently(connections, shares, "POST", "/api/v1/jobs/", body, headers, created)
+    finally:
+        for connection in connections:
+            connection.close()
     done = Job.objects.filter(owner=user, state=JobState.COMPLETED, created_at__gte=since)
     deadline = time.monotonic() + 300
     while done.count() < n:

@@ -106,7 +106,6 @@ class Connection:
             raise WireError(f"cannot connect to {host}:{port}: {exc}") from exc
         self.sock, self.tls = sock, tls is not None
         self.file = sock.makefile("rb", buffering=CHUNK)
-        self.exchanges = 0  # completed before this one: >0 means a reused connection
         self.closed = False
 
     def alive(self) -> bool:
@@ -199,8 +198,6 @@ class Response:
         self.chunk_left = 0  # of the current chunk, in chunked mode
         self.done = length == 0
         self._data: bytes | None = None
-        if self.done:
-            conn.exchanges += 1
 
     def read(self, amt: int | None = None) -> bytes:
         if self.done:
@@ -225,8 +222,6 @@ class Response:
         except WireError:
             self.conn.close()
             raise
-        if self.done:
-            self.conn.exchanges += 1
         return data
 
     def _read_chunked(self, amt: int | None) -> bytes:

@@ -75,13 +75,16 @@ def _stop(proc: subprocess.Popen | None, timeout: float = 15, sig: int = signal.
 
 def die_with_parent(sig: int):
     """In the child: receive `sig` when the process that started it dies, however it dies,
-    so a killed test run or launcher leaves no servers behind."""
+    so a killed test run or launcher leaves no servers behind. prctl is looked up here, in
+    the parent: the child may already run as another user (PostgreSQL's), who cannot read
+    the Python installation to import ctypes there."""
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    PR_SET_PDEATHSIG = 1
 
     def set_pdeathsig() -> None:
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
+        prctl(PR_SET_PDEATHSIG, sig)
 
     return set_pdeathsig
 

@@ -4,7 +4,9 @@ framings and connection handling the S3 server under test does not produce by it
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import ssl
 import threading
 import time
 
@@ -19,8 +21,8 @@ class ScriptedServer:
     After an answer, b"<close>" closes the connection. `connections` counts accepts and
     `requests` keeps each request head."""
 
-    def __init__(self, answers: list[bytes]) -> None:
-        self.answers = list(answers)
+    def __init__(self, answers: list[bytes], tls: ssl.SSLContext | None = None) -> None:
+        self.answers, self.tls = list(answers), tls
         self.connections, self.requests = 0, []
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
@@ -34,6 +36,12 @@ class ScriptedServer:
             except OSError:
                 return
             self.connections += 1
+            if self.tls is not None:
+                try:
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+                except (OSError, ssl.SSLError):
+                    conn.close()
+                    continue
             self.sockets.append(conn)
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
@@ -62,10 +70,8 @@ class ScriptedServer:
     def close_idle(self) -> None:
         """Closes every connection it holds, as a server does with idle keep-alive ones."""
         for conn in self.sockets:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         time.sleep(0.05)
 
     def pool(self, attempts: int = 1) -> Pool:
@@ -186,3 +192,44 @@ def test_backoff_is_urllib3s_and_retry_after_is_respected():
     assert 1.0 <= pool.delay(2) <= 1.5 and 2.0 <= pool.delay(3) <= 2.5
     assert pool.delay(12) == 20.0
     assert pool.delay(1, answer) == 3.0
+
+
+@pytest.fixture
+def tls_server_and_ca(tmp_path):
+    import trustme
+
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    return server_context, str(bundle)
+
+
+def test_tls_is_verified_against_the_ca_bundle_and_its_connection_reused(tls_server_and_ca):
+    server_context, bundle = tls_server_and_ca
+    server = ScriptedServer([OK, OK], tls=server_context)
+    pool = Pool("127.0.0.1", server.port, attempts=1, connect_timeout=2, read_timeout=2,
+                tls=ssl.create_default_context(cafile=bundle))
+
+    assert pool.request("GET", "/1", {"Host": "x"}).data == b"ok"
+    assert pool.request("GET", "/2", {"Host": "x"}).data == b"ok"
+    assert server.connections == 1
+
+    untrusting = Pool("127.0.0.1", server.port, attempts=1, connect_timeout=2, read_timeout=2,
+                      tls=ssl.create_default_context())  # the system's CAs do not know this one
+    with pytest.raises(WireError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+        untrusting.request("GET", "/3", {"Host": "x"})
+
+
+def test_an_https_endpoint_takes_the_fast_path_with_aws_ca_bundle(tls_server_and_ca, settings, monkeypatch):
+    server_context, bundle = tls_server_and_ca
+    server = ScriptedServer([b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: \"e\"\r\n\r\n"], tls=server_context)
+    monkeypatch.setenv("AWS_CA_BUNDLE", bundle)
+    settings.S3_ENDPOINT_URL = f"https://127.0.0.1:{server.port}"
+
+    answer = fast.get().request("HEAD", "bucket", "some/key.csv")
+
+    assert (answer.status, answer.headers["content-length"], answer.headers.get("ETag")) == (200, "5", '"e"')
+    assert server.requests[0].startswith(b"HEAD /bucket/some/key.csv HTTP/1.1")
+    assert b"Authorization: AWS4-HMAC-SHA256" in server.requests[0]

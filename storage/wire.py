@@ -27,7 +27,7 @@ import time
 
 MAX_LINE = 65536
 MAX_HEADERS = 200
-CHUNK = 1 << 20
+BUFFER = 1 << 16  # per connection; larger reads bypass it
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _FORBIDDEN = ("\r", "\n", "\0")
 
@@ -105,7 +105,7 @@ class Connection:
         except OSError as exc:  # refused, unreachable, timed out, TLS refused
             raise WireError(f"cannot connect to {host}:{port}: {exc}") from exc
         self.sock, self.tls = sock, tls is not None
-        self.file = sock.makefile("rb", buffering=CHUNK)
+        self.file = sock.makefile("rb", buffering=BUFFER)
         self.closed = False
 
     def alive(self) -> bool:

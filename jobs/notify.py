@@ -30,6 +30,17 @@ def job_group(job_id) -> str:
     return f"jobs.job.{job_id}"
 
 
+# The web pages' URLconf, which the root one includes at "/" (tests/live checks that both
+# give the same path). A Celery worker reverses the result link through it alone: the whole
+# URLconf would import the admin, the API's views and drf-spectacular into every worker
+# process for this one link (~16 MiB of RSS each; docs/benchmarks.md, issue 5).
+WEB_URLCONF = "jobs.web.urls"
+
+
+def download_path(job_id) -> str:
+    return reverse("job-download", urlconf=WEB_URLCONF, args=[job_id])
+
+
 def job_payload(job: Job, event: JobEvent | None = None) -> dict:
     """The one JSON shape for a job's live state (WebSocket messages and the page's first paint)."""
     payload = {
@@ -41,7 +52,7 @@ def job_payload(job: Job, event: JobEvent | None = None) -> dict:
         "max_attempts": job.max_attempts,
         "progress": {"bytes": job.progress_bytes, "total": job.progress_total, "percent": job.progress_percent},
         "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
-        "result_url": reverse("job-download", args=[job.id]) if job.state == JobState.COMPLETED else None,
+        "result_url": download_path(job.id) if job.state == JobState.COMPLETED else None,
         "updated_at": job.updated_at.isoformat() if job.updated_at else None,
     }
     if event is not None:

@@ -28,12 +28,14 @@ class Queue(StrEnum):
 
 @worker_init.connect
 def _warm_up_worker(**_) -> None:
-    """Before the pool forks: load the URLconf (every view module it imports) and its reverse
-    table, which a job's COMPLETED notification needs for its result link; otherwise each
-    new pool process pays ~0.3 s of CPU for them on its first finished job."""
+    """Before the pool forks: load the web pages' URLconf and its reverse table, which a
+    job's COMPLETED notification needs for its result link (notify.download_path);
+    otherwise each new pool process pays for them on its first finished job."""
     from django.urls import get_resolver
 
-    get_resolver().reverse_dict  # noqa: B018
+    from .notify import WEB_URLCONF
+
+    get_resolver(WEB_URLCONF).reverse_dict  # noqa: B018
 
 
 @worker_process_init.connect

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+import subprocess
 import threading
 import time
 
@@ -196,14 +197,21 @@ def test_backoff_is_urllib3s_and_retry_after_is_respected():
 
 @pytest.fixture
 def tls_server_and_ca(tmp_path):
-    import trustme
+    """A server context with a self-signed certificate for 127.0.0.1, made by the openssl
+    command (not a Python package: cryptography, installed, would be imported by
+    django-storages into every worker and cost it ~9 MiB of RSS), and that certificate as
+    the client's CA bundle."""
+    import shutil
 
-    ca = trustme.CA()
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command (Debian: apt-get install openssl)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_context)
-    bundle = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(bundle))
-    return server_context, str(bundle)
+    server_context.load_cert_chain(str(cert), str(key))
+    return server_context, str(cert)
 
 
 def test_tls_is_verified_against_the_ca_bundle_and_its_connection_reused(tls_server_and_ca):

@@ -31,6 +31,18 @@ def test_a_csv_job_completes_and_writes_its_result_to_the_output_bucket(user, up
         ("", "CREATED"), ("CREATED", "QUEUED"), ("QUEUED", "PROCESSING"), ("PROCESSING", "COMPLETED")]
 
 
+def test_a_worker_process_runs_jobs_without_the_whole_urlconf(user, upload, worker):
+    """The result link comes from the web pages' URLconf alone, and the worker skips Django's
+    system checks (whose URL check would import every view): no admin, API views or
+    drf-spectacular in a pool process (issue 5's RSS budget)."""
+    key = upload(user, CSV, "people.csv")
+
+    job = services.job_create(owner=user, job_type="TEST_MODULES", input_key=key).job
+    job = wait_for_state(job.id, JobState.COMPLETED, timeout=30)
+
+    assert job.result == {"loaded": []}
+
+
 def test_bad_input_fails_at_once_with_a_message_and_no_retry(user, upload, worker):
     key = upload(user, b'name,age\n"unterminated,1\n', "broken.csv")
 

@@ -45,3 +45,20 @@ register(Processor(
     job_type="TEST_KILL_WORKER", version="1", title="Kills its worker (tests)", description="A poison pill.",
     params_schema={"type": "object", "additionalProperties": False, "properties": {}},
     run=_kill))
+
+# The modules a worker's pool process need not load (the whole URLconf and what it imports).
+HEAVY_MODULES = ("jobplatform.urls", "jobs.api.urls", "jobs.api.views", "drf_spectacular.views")
+
+
+def _modules(ctx) -> dict:
+    import sys
+
+    ctx.input.read(CHUNK)
+    return {"loaded": sorted(name for name in HEAVY_MODULES if name in sys.modules)}
+
+
+register(Processor(
+    job_type="TEST_MODULES", version="1", title="Reports loaded modules (tests)",
+    description="Which heavy modules the worker process has loaded.",
+    params_schema={"type": "object", "additionalProperties": False, "properties": {}},
+    run=_modules))

@@ -25,6 +25,8 @@ import ssl
 import threading
 import time
 
+from urllib3 import HTTPHeaderDict  # case-insensitive; repeated headers joined with ", "
+
 MAX_LINE = 65536
 MAX_HEADERS = 200
 BUFFER = 1 << 16  # per connection; larger reads bypass it
@@ -40,37 +42,6 @@ class WireError(ConnectionError):
     def __init__(self, message: str, *, stale: bool = False) -> None:
         super().__init__(message)
         self.stale = stale
-
-
-class Headers:
-    """An answer's headers: looked up without regard to case, listed as the server wrote
-    them; a repeated header's values are joined with ", " (as urllib3 does)."""
-
-    __slots__ = ("_items",)
-
-    def __init__(self) -> None:
-        self._items: dict[str, tuple[str, str]] = {}
-
-    def add(self, name: str, value: str) -> None:
-        key = name.lower()
-        old = self._items.get(key)
-        self._items[key] = (name, value) if old is None else (old[0], f"{old[1]}, {value}")
-
-    def get(self, name: str, default=None):
-        item = self._items.get(name.lower())
-        return default if item is None else item[1]
-
-    def __getitem__(self, name: str) -> str:
-        item = self._items.get(name.lower())
-        if item is None:
-            raise KeyError(name)
-        return item[1]
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._items
-
-    def items(self) -> list[tuple[str, str]]:
-        return list(self._items.values())
 
 
 def build_request(method: str, path: str, headers: dict[str, str], body: bytes) -> bytes:
@@ -142,7 +113,7 @@ class Connection:
                         or not parts[1].isdigit() or len(parts[1]) != 3):
                     raise WireError(f"not an HTTP/1.x status line: {line[:100]!r}")
                 status, version = int(parts[1]), parts[0]
-                headers = Headers()
+                headers = HTTPHeaderDict()
                 for _ in range(MAX_HEADERS):
                     line = self.file.readline(MAX_LINE + 1)
                     if line in (b"\r\n", b"\n"):
@@ -155,12 +126,12 @@ class Connection:
                     raise WireError(f"more than {MAX_HEADERS} headers")
                 if status >= 200 or status == 101:
                     break  # an interim 1xx answer is followed by the real one
+        except WireError:  # an OSError too: let it through as it is
+            self.close()
+            raise
         except OSError as exc:
             self.close()
             raise WireError(f"reading the answer failed: {exc}", stale=isinstance(exc, ConnectionResetError)) from exc
-        except WireError:
-            self.close()
-            raise
         connection = headers.get("Connection", "").lower()
         keep = "close" not in connection and (version == b"HTTP/1.1" or "keep-alive" in connection)
         if method == "HEAD" or status in (204, 304):
@@ -191,7 +162,7 @@ class Response:
     release_conn() gives a wholly read connection back to its pool (or closes it); close()
     drops the connection, unread bytes and all."""
 
-    def __init__(self, conn: Connection, pool: Pool | None, status: int, headers: Headers, length: int | None,
+    def __init__(self, conn: Connection, pool: Pool | None, status: int, headers: HTTPHeaderDict, length: int | None,
                  chunked: bool, keep: bool) -> None:
         self.conn, self.pool, self.status, self.headers = conn, pool, status, headers
         self.remaining, self.chunked, self.keep = length, chunked, keep
@@ -216,12 +187,12 @@ class Response:
                     raise WireError(f"the body ended {self.remaining - len(data)} bytes short")
                 self.remaining -= want
                 self.done = self.remaining == 0
+        except WireError:  # an OSError too: let it through as it is
+            self.conn.close()
+            raise
         except OSError as exc:
             self.conn.close()
             raise WireError(f"reading the body failed: {exc}") from exc
-        except WireError:
-            self.conn.close()
-            raise
         return data
 
     def _read_chunked(self, amt: int | None) -> bytes:
@@ -355,9 +326,3 @@ class Pool:
                 if failures >= self.attempts:
                     raise
                 time.sleep(self.delay(failures))
-
-    def clear(self) -> None:
-        with self.lock:
-            idle, self.idle = self.idle, []
-        for conn in idle:
-            conn.close()

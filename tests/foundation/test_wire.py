@@ -241,3 +241,14 @@ def test_an_https_endpoint_takes_the_fast_path_with_aws_ca_bundle(tls_server_and
     assert (answer.status, answer.headers["content-length"], answer.headers.get("ETag")) == (200, "5", '"e"')
     assert server.requests[0].startswith(b"HEAD /bucket/some/key.csv HTTP/1.1")
     assert b"Authorization: AWS4-HMAC-SHA256" in server.requests[0]
+
+
+def test_a_reused_connection_closed_without_an_answer_is_retried_without_using_an_attempt():
+    # The server takes the second request on the kept connection, then closes it unanswered
+    # (as a server does whose idle timeout fired just as the request arrived).
+    server = ScriptedServer([OK, b"<close>", OK])
+    pool = server.pool(attempts=1)
+    assert pool.request("GET", "/1", {"Host": "x"}).data == b"ok"
+
+    assert pool.request("GET", "/2", {"Host": "x"}).data == b"ok"
+    assert server.connections == 2 and len(server.requests) == 3

@@ -8,7 +8,7 @@ PORT ?= 8000
 ## setup: create .venv and install everything (idempotent)
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-devstack.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
@@ -16,7 +16,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 ## run: the whole platform on the embedded stack (PORT, default 8000)
 run: setup
-	PORT=$(PORT) $(BIN)/python -m jobplatform.launcher
+	PORT=$(PORT) $(BIN)/python -m devstack.launcher
 
 ## test: every test, against real servers the test session starts (or the environment names)
 test: setup

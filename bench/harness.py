@@ -19,23 +19,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from jobplatform.devstack import Stack, die_with_parent, free_port, wait_for_port
+from devstack.servers import Stack, die_with_parent, free_port, wait_for_port
 
 
 class Platform:
     def __init__(self, *, workers: int = 1, concurrency: int = 2, web: bool = True, beat: bool = True,
-                 extra_env: dict | None = None):
+                 extra_env: dict | None = None, worker_app: str = "jobplatform"):
         self.base = Path(tempfile.mkdtemp(prefix="jobplatform-bench-"))
         self.stack = Stack(self.base / "services", durable=False)
         self.workers, self.concurrency, self.web, self.beat = workers, concurrency, web, beat
         self.extra_env = extra_env or {}
+        self.worker_app = worker_app  # the worker's -A: a bench module can add its own tasks
         self.procs: dict[str, subprocess.Popen] = {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> Platform:
         env = {"DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "bench-secret", "DJANGO_SECURE_COOKIES": "0",
-               "JOBPLATFORM_ENV_FILE": "", "DJANGO_SETTINGS_MODULE": "jobplatform.settings",
+               "JOBPLATFORM_ENV_FILE": "", "DJANGO_SETTINGS_MODULE": "jobplatform.settings.web",
                "THROTTLE_JOB_CREATE": "1000000/min", "THROTTLE_UPLOAD": "1000000/min", "LOG_LEVEL": "WARNING",
                **self.extra_env}
         for name in ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT_URL"):
@@ -54,18 +55,21 @@ class Platform:
                                 "127.0.0.1", "--port", str(self.port), "--no-access-log", "--log-level", "warning"])
             wait_for_port(self.port, 60, self.procs["web"], "uvicorn")
         for i in range(self.workers):
-            self._spawn(f"worker{i}", [sys.executable, "-m", "celery", "-A", "jobplatform", "worker", "-Q",
+            self._spawn(f"worker{i}", [sys.executable, "-m", "celery", "-A", self.worker_app, "worker", "-Q",
                                        "jobs,maintenance", "--concurrency", str(self.concurrency), "--loglevel",
-                                       "WARNING", "-n", f"bench{i}@%h", "--without-gossip", "--without-mingle"])
+                                       "WARNING", "-n", f"bench{i}@%h", "--without-gossip", "--without-mingle"],
+                        settings="jobplatform.settings.worker")
         if self.beat:
             self._spawn("beat", [sys.executable, "-m", "celery", "-A", "jobplatform", "beat", "--loglevel",
-                                 "WARNING", "-s", str(self.base / "beat-schedule")])
+                                 "WARNING", "-s", str(self.base / "beat-schedule")],
+                        settings="jobplatform.settings.worker")
         self._wait_for_workers()
         return self
 
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def _spawn(self, name: str, args: list[str], settings: str = "jobplatform.settings.web") -> None:
         with open(self.base / f"{name}.log", "ab") as log:
-            self.procs[name] = subprocess.Popen(args, env=dict(os.environ), cwd=ROOT, stdout=log,
+            env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings}
+            self.procs[name] = subprocess.Popen(args, env=env, cwd=ROOT, stdout=log,
                                                 stderr=subprocess.STDOUT, start_new_session=True,
                                                 preexec_fn=die_with_parent(signal.SIGKILL))
 

@@ -56,7 +56,7 @@ def percentile(values: list[float], pct: float) -> float:
 async def measure(platform: Platform, user, key: str, jobs: int, rate: float, timeout: float) -> list[dict]:
     from websockets.asyncio.client import connect
 
-    from jobs import services
+    from jobs.services.create import job_create
 
     sessionid = await asyncio.to_thread(sign_in, platform.url, user.get_username())
     ws_url = platform.url.replace("http://", "ws://") + "/ws/jobs/"
@@ -82,7 +82,7 @@ async def measure(platform: Platform, user, key: str, jobs: int, rate: float, ti
         listener = asyncio.create_task(listen())
         for _ in range(jobs):
             started = time.monotonic()
-            job = (await asyncio.to_thread(services.job_create, owner=user, job_type="CSV_ROW_COUNT",
+            job = (await asyncio.to_thread(job_create, owner=user, job_type="CSV_ROW_COUNT",
                                            input_key=key, input_name="tiny.csv")).job
             job_ids.add(str(job.id))
             await asyncio.sleep(max(0.0, 1 / rate - (time.monotonic() - started)))

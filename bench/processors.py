@@ -2,9 +2,9 @@
 of the same object measured in the same run; peak RSS of the worker's pool process; and
 JSON canonicalization throughput against the `rfc8785` package.
 
-Goals (issue 5): CSV_ROW_COUNT job time <= 1.25x the download; peak worker RSS <= 128 MiB.
+Goals: CSV_ROW_COUNT job time <= 1.25x the download; peak worker RSS <= 128 MiB.
 
-    .venv/bin/python bench/processors.py [--size-mib 1024] [--profile-mib 48] [--json-mib 60]
+    .venv/bin/python bench/processors.py [--size-mib 1024] [--rounds 3] [--profile-mib 48] [--json-mib 60]
 
 One Celery worker with concurrency 1 runs every job; each job is timed from job_create to
 COMPLETED as seen in the database (polled every 50 ms).
@@ -131,7 +131,7 @@ def json_document(size: int, seed: int, *, astral: bool) -> bytes:
             "nested": {rng.choice(keys): {"x": rng.random(), "y": [1, 2.5, "3"]}, "list": [[], {}]},
         }
         records.append(record)
-        approx += 380  # measured: bytes per record as written below
+        approx += 380  # about the bytes of one record as written below (indent=1)
         i += 1
     data = json.dumps({"records": records, "count": len(records), "version": "1.0"}, ensure_ascii=False,
                       indent=1).encode()
@@ -219,10 +219,10 @@ class RssSampler:
 def download(key: str) -> float:
     """Seconds for a plain boto3 GET of the whole object, bytes discarded."""
     import storage
-    from storage import s3
+    from storage import boto
 
     started = time.perf_counter()
-    body = s3.client().get_object(Bucket=storage.input_bucket(), Key=key)["Body"]
+    body = boto.client().get_object(Bucket=storage.input_bucket(), Key=key)["Body"]
     while body.read(DOWNLOAD_CHUNK):
         pass
     return time.perf_counter() - started
@@ -240,7 +240,7 @@ class JobRun:
 def run_job(platform: Platform, user, key: str, job_type: str, params: dict | None = None,
             timeout: float = 900) -> JobRun:
     from jobs.models import Job, JobState
-    from jobs.services import job_create
+    from jobs.services.create import job_create
 
     done = {JobState.COMPLETED, JobState.FAILED, JobState.DEAD, JobState.CANCELLED}
     with RssSampler(platform.pid("worker0")) as sampler, CpuMeter(platform) as cpu:

@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from jobplatform.devstack import Stack, die_with_parent, free_port, wait_for_port
+from devstack.servers import Stack, die_with_parent, free_port, wait_for_port
 
 MIB = 1024 * 1024
 BLOCK = os.urandom(MIB)  # repeated: generating fresh random bytes would measure the generator
@@ -133,7 +133,7 @@ class Bench:
 
     def __enter__(self) -> Bench:
         os.environ.update({"DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "bench-secret", "DJANGO_SECURE_COOKIES": "0",
-                           "JOBPLATFORM_ENV_FILE": "", "DJANGO_SETTINGS_MODULE": "jobplatform.settings",
+                           "JOBPLATFORM_ENV_FILE": "", "DJANGO_SETTINGS_MODULE": "jobplatform.settings.web",
                            "THROTTLE_UPLOAD": "1000000/min", "LOG_LEVEL": "WARNING",
                            "UPLOAD_MAX_BYTES": str(max(self.size + MIB, 5 * 1024**3))})
         for name in ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT_URL"):
@@ -181,11 +181,11 @@ class Bench:
         from boto3.s3.transfer import TransferConfig
 
         import storage
-        from storage import s3
+        from storage import boto
 
         key = storage.prefixed(f"bench/boto3-{time.monotonic_ns()}.bin")
         started = time.perf_counter()
-        s3.client().upload_fileobj(GeneratedFile(self.size), storage.input_bucket(), key, Config=TransferConfig())
+        boto.client().upload_fileobj(GeneratedFile(self.size), storage.input_bucket(), key, Config=TransferConfig())
         elapsed = time.perf_counter() - started
         return elapsed, key
 
@@ -239,7 +239,7 @@ class Bench:
         headers = {"Authorization": f"Token {self.token()}"}
         results = []
         with httpx.Client(base_url=self.url, timeout=3600) as http:
-            # Warm up (imports, first boto3 client, DB connections) so "idle" is a served-before idle.
+            # Warm up (imports, the S3 stores, DB connections) so "idle" is a served-before idle.
             http.put("/api/v1/uploads/warmup.bin", content=b"x" * 1024, headers=headers).raise_for_status()
             time.sleep(0.5)
             for name, fn in (("boto3 upload_fileobj", self.boto3_direct),

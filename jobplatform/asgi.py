@@ -1,34 +1,29 @@
-"""ASGI entry point: HTTP (Django, plus the streaming upload consumer) and WebSocket."""
+"""ASGI entry point: HTTP (Django's views, and the streaming upload consumer) and WebSocket.
+
+Django's views run as a WSGI application behind a2wsgi on a fixed pool of WEB_THREADS
+threads: the whole middleware chain runs sync in one hop per request, and each thread
+keeps its own persistent database connection. Django's stock ASGI handler costs more CPU
+per API request (bench/web.py measures both) and runs each request's sync code in a new
+thread, so it needs a connection pool too. To go back to it, route
+`django.core.asgi.get_asgi_application()` instead, with the pool of bench/stock_settings.py.
+"""
 
 import os
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jobplatform.settings")
-# Django runs every request's sync code in a new thread; pool connections per process
-# rather than opening one per request (see DB_POOL in settings).
-os.environ.setdefault("DB_POOL", "1")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jobplatform.settings.web")
 
-import django
+from a2wsgi import WSGIMiddleware
+from django.core.wsgi import get_wsgi_application
 
-django.setup(set_prefix=False)  # before the consumers are imported
+django_wsgi_app = get_wsgi_application()  # sets Django up, before the consumers are imported
 
-from jobplatform.handlers import SyncChainASGIHandler  # noqa: E402
-
-django_asgi_app = SyncChainASGIHandler()
-
-from channels.auth import AuthMiddlewareStack  # noqa: E402
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
-from django.urls import get_resolver, re_path  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.urls import get_resolver  # noqa: E402
 
 import storage  # noqa: E402
-from jobs.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
+from jobplatform.routing import protocol_router  # noqa: E402
 
-application = ProtocolTypeRouter({
-    # Upload paths go to a consumer that streams each body chunk into S3 as it arrives;
-    # plain Django would spool the whole body to disk first.
-    "http": URLRouter([*http_urlpatterns, re_path(r"", django_asgi_app)]),
-    "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-})
+application = protocol_router(WSGIMiddleware(django_wsgi_app, workers=settings.WEB_THREADS))
 
 # Pay the one-time costs at start-up, not on the first requests: importing every view
 # module (the URLconf) and building the process's S3 client (no request is sent).

@@ -15,9 +15,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 import storage
-from jobs import services
+from jobs.errors import JobError
 from jobs.models import DeadLetter, Job, JobEvent, JobState
-from jobs.services import JobError
+from jobs.services.actions import dead_letter_replay, job_cancel, job_download_url, job_retry
 
 LINK_EXPIRY = 3600
 
@@ -28,7 +28,7 @@ def _actor(request: HttpRequest) -> str:
 
 def _presigned_link(job: Job, which: str, output: str | None = None, label: str | None = None) -> str:
     try:
-        url, _ = services.job_download_url(job=job, which=which, expiry_sec=LINK_EXPIRY, output=output)
+        url, _ = job_download_url(job=job, which=which, expiry_sec=LINK_EXPIRY, output=output)
     except (JobError, storage.StorageError) as exc:
         return format_html("<span>{}</span>", getattr(exc, "message", str(exc)))
     return format_html('<a href="{}" rel="noreferrer">{}</a>', url, label or output or which)
@@ -68,7 +68,7 @@ class JobActions:
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         for job in queryset:
             try:
-                job = services.job_retry(job=job, actor=_actor(request))
+                job = job_retry(job=job, actor=_actor(request))
             except JobError as exc:
                 self.message_user(request, f"{job.id}: not retried: {exc.message}", messages.WARNING)
             else:
@@ -78,7 +78,7 @@ class JobActions:
     def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         for job in queryset:
             try:
-                job = services.job_cancel(job=job, actor=_actor(request))
+                job = job_cancel(job=job, actor=_actor(request))
             except JobError as exc:
                 self.message_user(request, f"{job.id}: not cancelled: {exc.message}", messages.WARNING)
             else:
@@ -98,7 +98,7 @@ class JobActions:
 
 def _replay(model_admin: admin.ModelAdmin, request: HttpRequest, letter: DeadLetter) -> None:
     try:
-        job = services.dead_letter_replay(dead_letter=letter, actor=_actor(request))
+        job = dead_letter_replay(dead_letter=letter, actor=_actor(request))
     except JobError as exc:
         model_admin.message_user(request, f"{letter.job_id}: not replayed: {exc.message}", messages.WARNING)
     else:

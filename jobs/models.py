@@ -58,6 +58,8 @@ class Job(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     publish_count = models.PositiveIntegerField(default=0)
+    # Bumped by every state change: job_transition updates a row only at the version it read.
+    version = models.PositiveIntegerField(default=0)
 
     # NULL, not "", for "no key": the unique constraint must ignore jobs without one.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001

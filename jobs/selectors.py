@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.utils import timezone
 
-from .models import DeadLetter, Job, JobState
-from .services import JobError
+from .errors import JobError
+from .models import TERMINAL_STATES, DeadLetter, Job, JobState
 
 
 def job_list(*, user, state: str | None = None, job_type: str | None = None,
@@ -50,13 +51,6 @@ def dead_letter_list(*, pending_only: bool = False) -> QuerySet[DeadLetter]:
 def job_list_live(*, user, recent_seconds: int = 600, limit: int = 100) -> list[Job]:
     """What a reconnecting page must catch up on: the user's unfinished jobs and those that
     finished in the last `recent_seconds` (a final state reached while it was away)."""
-    from datetime import timedelta
-
-    from django.db.models import Q
-    from django.utils import timezone
-
-    from .models import TERMINAL_STATES
-
     since = timezone.now() - timedelta(seconds=recent_seconds)
     qs = Job.objects.filter(owner=user).filter(~Q(state__in=TERMINAL_STATES) | Q(updated_at__gte=since))
     return list(qs.order_by("-created_at")[:limit])
@@ -64,9 +58,5 @@ def job_list_live(*, user, recent_seconds: int = 600, limit: int = 100) -> list[
 
 def jobs_finished_before(*, cutoff: datetime) -> QuerySet[Job]:
     """Terminal jobs that finished (or, for rows without finished_at, last changed) before cutoff."""
-    from django.db.models import Q
-
-    from .models import TERMINAL_STATES
-
     old = Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, updated_at__lt=cutoff)
     return Job.objects.filter(old, state__in=TERMINAL_STATES).order_by("created_at")

@@ -19,9 +19,10 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
-from . import services
+from .errors import TransitionRefused
 from .models import Job, JobState
-from .state_machine import TransitionRefused
+from .services.execution import job_kill
+from .services.queue import job_enqueue, job_publish
 
 logger = logging.getLogger(__name__)
 S = JobState
@@ -58,24 +59,24 @@ def sweep() -> dict[str, int]:
                 why = ("poison pill: it killed its worker" if deaths >= settings.JOB_MAX_WORKER_DEATHS
                        else "attempts exhausted")
                 code = "poison_pill" if deaths >= settings.JOB_MAX_WORKER_DEATHS else "attempts_exhausted"
-                services.job_kill(job_id=job.id, expected=S.PROCESSING, claim_token=job.claim_token, actor=ACTOR,
-                                  reason=f"{why} ({reason})", code=code)
+                job_kill(job_id=job.id, expected=S.PROCESSING, claim_token=job.claim_token, actor=ACTOR,
+                         reason=f"{why} ({reason})", code=code)
                 counts["poison_pills"] += 1
-            elif services.job_enqueue(job_id=job.id, expected=(S.PROCESSING,), reason=reason, actor=ACTOR,
-                                      changes={"worker_deaths": deaths, "claim_token": None,
-                                               "lease_expires_at": None}):
+            elif job_enqueue(job_id=job.id, expected=(S.PROCESSING,), reason=reason, actor=ACTOR,
+                             changes={"worker_deaths": deaths, "claim_token": None,
+                                      "lease_expires_at": None}, current=job):
                 counts["expired_leases"] += 1
         except TransitionRefused:
             continue  # it moved on while we looked
 
     grace = timedelta(seconds=max(10, settings.JOB_STUCK_SECONDS // 2))
     for job in Job.objects.filter(state=S.RETRYING, next_attempt_at__lt=now - grace)[:BATCH]:
-        if services.job_enqueue(job_id=job.id, expected=(S.RETRYING,), reason="retry overdue: message lost",
-                                actor=ACTOR):
+        if job_enqueue(job_id=job.id, expected=(S.RETRYING,), reason="retry overdue: message lost", actor=ACTOR,
+                       current=job):
             counts["overdue_retries"] += 1
 
     for job in Job.objects.filter(state=S.CREATED, created_at__lt=stuck)[:BATCH]:
-        if services.job_enqueue(job_id=job.id, expected=(S.CREATED,), reason="never queued", actor=ACTOR):
+        if job_enqueue(job_id=job.id, expected=(S.CREATED,), reason="never queued", actor=ACTOR, current=job):
             counts["stuck_created"] += 1
 
     for job in Job.objects.filter(state=S.QUEUED, queued_at__lt=stuck)[:BATCH]:
@@ -83,7 +84,7 @@ def sweep() -> dict[str, int]:
             continue
         updated = Job.objects.filter(pk=job.pk, state=S.QUEUED, publish_count=job.publish_count).update(
             publish_count=F("publish_count") + 1, updated_at=now)
-        if updated and services.publish(job=job, task_id=job.celery_task_id or str(job.id)):
+        if updated and job_publish(job=job, task_id=job.celery_task_id or str(job.id)):
             counts["republished"] += 1
             logger.info("job.republished job_id=%s publish_count=%s", job.id, job.publish_count + 1)
 

@@ -170,7 +170,7 @@ PROCESSOR = register(
         params_schema=_csv.PARAMS_SCHEMA,
         run=run,
         check_params=_csv.check_params,
-        # Python-speed parsing (~2-3 MB/s): a few GB needs more than the default 5 min.
+        # Python-speed parsing (a few MB/s): a few GB needs more than the default 5 min.
         soft_time_limit=1800,
         time_limit=1860,
     )

@@ -35,11 +35,8 @@ from processors.registry import register
 LF, CR = 0x0A, 0x0D
 UTF8_BOM = codecs.BOM_UTF8
 _EMPTY = np.empty(0, dtype=np.int64)
-# Scan a read chunk in slices this big: the temporary arrays then stay in CPU cache and
-# are recycled by the allocator, which measured ~2x faster than whole 4 MiB chunks.
-# 256 KiB measured as fast as 512 KiB and 1 MiB for the fast scan (bench/processors.py,
-# worker CPU 1.0-1.2 s per 256 MiB either way) and keeps its reused masks near 2 MiB:
-# the job then adds ~5 MiB to the worker's idle RSS instead of ~9.
+# Scan a read chunk in slices this big: the temporary arrays stay in CPU cache and are
+# recycled by the allocator, and the fast scan's reused masks stay near 2 MiB of RSS.
 _SLICE = 256 * 1024
 _DECODE_PIECE = 32 * 1024
 
@@ -88,8 +85,7 @@ def _prefix_parity(x: np.ndarray, parity0: int, ws: _Workspace | None = None) ->
     word by 0x0101..01 makes each byte the sum of the bytes up to it (at most 8, so
     nothing carries into the next byte); the words' totals get the same treatment one
     level up (an eighth of the size), and each word adds the parity of all words
-    before it. About five passes over the buffer, where np.cumsum took ten times as
-    long."""
+    before it. About five passes over the buffer, a fraction of what np.cumsum costs."""
     w = x.view(np.uint64)
     nw = w.size
     tmp = ws.words[:nw] if ws is not None else np.empty(nw, dtype=np.uint64)
@@ -188,11 +184,11 @@ class _Scanner:
 
     def _scan_fast(self, buf: bytes) -> bool:
         """Whole-buffer boolean masks instead of position arrays: a quote's parity
-        comes from a word-parallel prefix xor, so the cost no longer grows with the
+        comes from a word-parallel prefix xor, so the cost does not grow with the
         number of quotes and line breaks. Every mask lives in a reused buffer: fresh
-        1 MiB temporaries are fresh pages, and their page faults measured slower than
-        the arithmetic. Returns False, having changed nothing, when the exact scan
-        must handle this buffer."""
+        temporaries are fresh pages, whose page faults cost more than the arithmetic.
+        Returns False, having changed nothing, when the exact scan must handle this
+        buffer."""
         a = np.frombuffer(buf, dtype=np.uint8)
         n = a.size
         if self.pending_close and not self.boundary[a[0]]:
@@ -362,13 +358,13 @@ class _Scanner:
             return
         held = len(self.decoder.getstate()[0])
         # Pure ASCII is valid in every codec of the fast path and leaves the decoder in
-        # the same state; bytes.isascii() checks it at memory speed, where decoding took
-        # a third of the scan's time on typical (mostly ASCII) CSV.
+        # the same state; bytes.isascii() checks it at memory speed, where decoding would
+        # cost a third of the scan on typical (mostly ASCII) CSV.
         if not held and not final and buf.isascii():
             return
         # Piece by piece: ASCII pieces are skipped, and the decoded text of a piece stays
-        # small enough to be recycled by the allocator (a whole slice's str was fresh
-        # pages every time, several times slower to decode into).
+        # small enough to be recycled by the allocator (a whole slice's str would be
+        # fresh pages every time, several times slower to decode into).
         size = len(buf)
         for lo in range(0, size or 1, _DECODE_PIECE):
             piece = buf[lo : lo + _DECODE_PIECE]

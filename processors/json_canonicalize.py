@@ -555,7 +555,7 @@ PROCESSOR = register(
         ),
         params_schema=PARAMS_SCHEMA,
         run=run,
-        # jsonl mode has no total size limit and runs at ~5-10 MB/s.
+        # jsonl mode has no total size limit and parses at Python speed.
         soft_time_limit=900,
         time_limit=960,
     )

@@ -1,19 +1,30 @@
 """Object storage: the only code that talks to S3 (or, with STORAGE_BACKEND=local, disk).
 
 Every function takes a bucket and a key. Errors are storage.errors types:
-StorageUnavailable is transient (retry), the others are not.
+StorageUnavailable is transient (retry), the others are not. The S3 data path is
+storage.objects (obstore); presigned URLs and bucket set-up are storage.presign and
+storage.buckets (boto3); direct multipart uploads are storage.multipart.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
 from django.conf import settings
 
+from . import local, objects
 from .errors import AccessDenied, ObjectNotFound, StorageError, StorageUnavailable
+from .keys import (
+    content_disposition,
+    output_key,
+    output_prefix,
+    owner_upload_prefix,
+    prefixed,
+    safe_filename,
+    upload_key,
+)
 from .types import ObjectInfo
 
 __all__ = [
@@ -22,8 +33,8 @@ __all__ = [
     "ObjectNotFound",
     "StorageError",
     "StorageUnavailable",
-    "backend",
     "check",
+    "content_disposition",
     "delete",
     "delete_prefix",
     "ensure_buckets",
@@ -36,31 +47,27 @@ __all__ = [
     "output_bucket",
     "output_key",
     "output_prefix",
+    "owner_upload_prefix",
     "prefixed",
     "presigned_get_url",
     "put_bytes",
     "read_bytes",
+    "safe_filename",
     "upload_key",
     "warm_up",
 ]
 
 
 def backend():
-    if settings.STORAGE_BACKEND == "local":
-        from . import local
-
-        return local
-    from . import s3
-
-    return s3
+    """The module that moves objects: storage.objects (S3) or storage.local (disk)."""
+    return local if settings.STORAGE_BACKEND == "local" else objects
 
 
 def warm_up() -> None:
-    """Builds the process's client now (no request is sent), so a worker's first job does
-    not pay for loading the S3 service model (~0.2-0.7 s of CPU)."""
-    warm = getattr(backend(), "warm_up", None)
-    if warm is not None:
-        warm()
+    """Builds the process's S3 stores now (no request is sent), so the first job or upload
+    does not pay for it."""
+    if settings.STORAGE_BACKEND == "s3":
+        objects.warm_up()
 
 
 def input_bucket() -> str:
@@ -71,66 +78,20 @@ def output_bucket() -> str:
     return settings.S3_OUTPUT_BUCKET
 
 
-def prefixed(key: str) -> str:
-    """Applies the per-environment key prefix (S3_KEY_PREFIX), if any."""
-    return f"{settings.S3_KEY_PREFIX}/{key}" if settings.S3_KEY_PREFIX else key
-
-
-def safe_filename(name: str, default: str = "upload.bin") -> str:
-    """The last path segment, without control characters or separators; never empty or a dot name."""
-    name = (name or "").replace("\\", "/").split("/")[-1]
-    name = "".join(ch for ch in name if ch.isprintable() and ch not in '<>:"|?*')
-    name = name.strip().strip(".")[:200]
-    return name or default
-
-
-def upload_key(owner_id: int, filename: str) -> str:
-    return prefixed(f"uploads/{owner_id}/{uuid.uuid4()}/{safe_filename(filename)}")
-
-
-def owner_upload_prefix(owner_id: int) -> str:
-    return prefixed(f"uploads/{owner_id}/")
-
-
-def output_prefix(job_id: uuid.UUID | str) -> str:
-    """The folder in the output bucket that holds everything one job wrote."""
-    return prefixed(f"{job_id}/")
-
-
-def output_key(job_id: uuid.UUID | str, name: str) -> str:
-    return output_prefix(job_id) + safe_filename(name, "output.bin")
-
-
 def head(bucket: str, key: str) -> ObjectInfo:
     return backend().head(bucket, key)
 
 
-def open_read(bucket: str, key: str, started=None) -> BinaryIO:
-    """A stream of the object; `started` is what start_read returned for it, if anything."""
-    if started is not None:
-        return backend().open_read(bucket, key, started=started)
+def open_read(bucket: str, key: str) -> BinaryIO:
+    """A stream of the object's bytes."""
     return backend().open_read(bucket, key)
-
-
-def start_read(bucket: str, key: str):
-    """Sends the request for an object now, so that its answer arrives while the caller
-    does something else; pass the result to open_read(..., started=) or to discard_read.
-    None where the backend cannot (open_read then works as usual)."""
-    start = getattr(backend(), "start_read", None)
-    return start(bucket, key) if start is not None else None
-
-
-def discard_read(started) -> None:
-    """Ends a started read that will not be opened."""
-    if started is not None:
-        started.done(whole=False)
 
 
 def new_writer(bucket: str, key: str, *, content_type: str = "application/octet-stream",
                metadata: dict | None = None):
     """A streaming writer (write, commit, abort) with bounded memory, for callers that manage
     its life themselves (the upload consumer); `open_write` wraps it for everyone else."""
-    return backend().MultipartWriter(bucket, key, content_type=content_type, metadata=metadata)
+    return backend().Writer(bucket, key, content_type=content_type, metadata=metadata)
 
 
 @contextmanager
@@ -173,11 +134,22 @@ def list_keys(bucket: str, prefix: str = "") -> list[str]:
 def presigned_get_url(bucket: str, key: str, *, expires: int, filename: str | None = None) -> str:
     if not 1 <= expires <= settings.PRESIGNED_URL_MAX_EXPIRY:
         raise StorageError(f"expiry must be between 1 and {settings.PRESIGNED_URL_MAX_EXPIRY} seconds")
-    return backend().presigned_get_url(bucket, key, expires=expires, filename=filename)
+    if settings.STORAGE_BACKEND == "local":
+        return local.presigned_get_url(bucket, key, expires=expires, filename=filename)
+    # boto3 is loaded only by the processes that sign URLs (the web), never by a worker.
+    from . import presign
+
+    return presign.presigned_get_url(bucket, key, expires=expires, filename=filename)
 
 
 def ensure_buckets() -> dict[str, str]:
-    return {bucket: backend().ensure_bucket(bucket) for bucket in (input_bucket(), output_bucket())}
+    if settings.STORAGE_BACKEND == "local":
+        ensure = local.ensure_bucket
+    else:
+        from . import buckets  # boto3: see presigned_get_url
+
+        ensure = buckets.ensure_bucket
+    return {bucket: ensure(bucket) for bucket in (input_bucket(), output_bucket())}
 
 
 def check() -> None:

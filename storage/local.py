@@ -50,10 +50,10 @@ def open_read(bucket: str, key: str) -> BinaryIO:
     return open(path, "rb")
 
 
-class FileWriter(io.RawIOBase):
+class Writer(io.RawIOBase):
     """Writes beside the target and renames on commit, so readers never see half a file."""
 
-    def __init__(self, bucket: str, key: str, *, content_type: str = "", metadata: dict | None = None, **_):
+    def __init__(self, bucket: str, key: str, *, content_type: str = "", metadata: dict | None = None):
         self.bucket, self.key, self.content_type = bucket, key, content_type
         self.target = _path(bucket, key)
         self.target.parent.mkdir(parents=True, exist_ok=True)
@@ -80,11 +80,8 @@ class FileWriter(io.RawIOBase):
         Path(self.tmp).unlink(missing_ok=True)
 
 
-MultipartWriter = FileWriter
-
-
 def put_bytes(bucket: str, key: str, data: bytes, content_type: str) -> ObjectInfo:
-    writer = FileWriter(bucket, key, content_type=content_type)
+    writer = Writer(bucket, key, content_type=content_type)
     writer.write(data)
     return writer.commit()
 
@@ -120,19 +117,7 @@ def unsign(token: str) -> dict:
     return data
 
 
-def _unsupported(*_args, **_kwargs):
-    raise StorageError("direct multipart uploads need S3 storage (STORAGE_BACKEND=s3)")
-
-
-create_multipart_upload = presign_upload_part = complete_multipart_upload = _unsupported
-abort_multipart_upload = _unsupported
-
-
-def list_multipart_uploads(bucket: str, prefix: str = "") -> list[dict]:
-    return []
-
-
-def ensure_bucket(bucket: str, **_) -> str:
+def ensure_bucket(bucket: str) -> str:
     (Path(settings.LOCAL_STORAGE_ROOT) / bucket).mkdir(parents=True, exist_ok=True)
     return "directory ready"
 

@@ -1,37 +1,58 @@
-"""Multipart uploads that a client fills itself through presigned part URLs.
+"""Multipart uploads that a client fills itself through presigned part URLs (S3 only).
 
-A module of its own (rather than more of storage/__init__) so the upload code's needs stay
-in one place (the streaming writer is storage.s3.MultipartWriter); like the rest of storage/,
-it goes through the configured backend.
+obstore has no public API to start, complete or list a multipart upload that someone else
+fills, so these go through boto3, as do the part URLs.
 """
 
 from __future__ import annotations
 
-from . import backend
+from django.conf import settings
+
+from . import presign
+from .boto import client, errors
+from .errors import StorageError
 
 __all__ = ["abort", "complete", "create", "list_open", "sign_part"]
 
 
+def _require_s3() -> None:
+    if settings.STORAGE_BACKEND != "s3":
+        raise StorageError("direct multipart uploads need S3 storage (STORAGE_BACKEND=s3)")
+
+
 def create(bucket: str, key: str, *, content_type: str = "application/octet-stream") -> str:
     """Starts a multipart upload for a client to fill through presigned part URLs; S3's UploadId."""
-    return backend().create_multipart_upload(bucket, key, content_type)
+    _require_s3()
+    with errors(f"s3://{bucket}/{key}"):
+        return client().create_multipart_upload(Bucket=bucket, Key=key, ContentType=content_type)["UploadId"]
 
 
 def sign_part(bucket: str, key: str, upload_id: str, part_number: int, *, expires: int) -> str:
     """A URL the client PUTs one part's bytes to; the response's ETag header names the part."""
-    return backend().presign_upload_part(bucket, key, upload_id, part_number, expires)
+    _require_s3()
+    return presign.presign_upload_part(bucket, key, upload_id, part_number, expires)
 
 
 def complete(bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]) -> str:
     """Joins the parts [(part_number, etag), ...] into the object; returns its ETag."""
-    return backend().complete_multipart_upload(
-        bucket, key, upload_id, [{"PartNumber": number, "ETag": etag} for number, etag in parts])
+    _require_s3()
+    with errors(f"s3://{bucket}/{key}"):
+        r = client().complete_multipart_upload(
+            Bucket=bucket, Key=key, UploadId=upload_id,
+            MultipartUpload={"Parts": [{"PartNumber": number, "ETag": etag} for number, etag in parts]})
+    return r.get("ETag", "").strip('"')
 
 
 def abort(bucket: str, key: str, upload_id: str) -> None:
-    backend().abort_multipart_upload(bucket, key, upload_id)
+    _require_s3()
+    with errors(f"s3://{bucket}/{key}"):
+        client().abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
 
 
 def list_open(bucket: str, prefix: str = "") -> list[dict]:
     """Multipart uploads neither completed nor aborted: [{key, upload_id}]."""
-    return backend().list_multipart_uploads(bucket, prefix)
+    if settings.STORAGE_BACKEND != "s3":
+        return []
+    with errors(f"s3://{bucket}"):
+        r = client().list_multipart_uploads(Bucket=bucket, Prefix=prefix)
+    return [{"key": u["Key"], "upload_id": u["UploadId"]} for u in r.get("Uploads", [])]

@@ -4,7 +4,7 @@ from django.core import signing
 from django.http import FileResponse, Http404
 
 from . import local
-from .s3 import content_disposition
+from .keys import content_disposition
 
 
 def local_download(request, token: str):

@@ -13,7 +13,7 @@ import pytest
 from django.conf import settings
 
 import storage
-from jobplatform.devstack import die_with_parent
+from devstack.servers import die_with_parent
 from tests.support.deadlines import within
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,6 +65,10 @@ def upload():
     return put
 
 
+WEB_SETTINGS = {"DJANGO_SETTINGS_MODULE": "jobplatform.settings.web"}
+WORKER_SETTINGS = {"DJANGO_SETTINGS_MODULE": "jobplatform.settings.worker"}
+
+
 def subprocess_env() -> dict:
     """The environment for a worker/beat/web child: the same servers, the test database."""
     db = settings.DATABASES["default"]
@@ -95,7 +99,8 @@ class CeleryProcess:
             args = ["beat", "--loglevel", "INFO", "-s", str(self.log.with_suffix(".schedule"))]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "jobplatform", *args],
-                                         env={**subprocess_env(), **self.extra_env}, cwd=ROOT, stdout=out,
+                                         env={**subprocess_env(), **WORKER_SETTINGS, **self.extra_env},
+                                         cwd=ROOT, stdout=out,
                                          stderr=subprocess.STDOUT, start_new_session=True,
                                          preexec_fn=die_with_parent(signal.SIGKILL))
         if self.kind == "worker" and wait:
@@ -143,12 +148,12 @@ class WebServer:
     """
 
     def __init__(self, log_dir: Path, extra_env: dict | None = None):
-        from jobplatform.devstack import free_port, wait_for_port
+        from devstack.servers import free_port, wait_for_port
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log_dir / f"uvicorn-{self.port}.log"
-        env = {**subprocess_env(), "DJANGO_DEBUG": "0", **(extra_env or {})}
+        env = {**subprocess_env(), **WEB_SETTINGS, "DJANGO_DEBUG": "0", **(extra_env or {})}
         env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by Playwright's fixtures; never for a server
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(

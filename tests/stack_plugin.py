@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from jobplatform.devstack import Stack
+from devstack.servers import Stack
 
 STACK: Stack | None = None
 
@@ -48,7 +48,7 @@ def pytest_load_initial_conftests(early_config, parser, args):
     global STACK
     for name, value in TEST_SETTINGS.items():
         os.environ.setdefault(name, value)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jobplatform.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jobplatform.settings.web")
     base = Path(tempfile.mkdtemp(prefix="jobplatform-test-"))
     STACK = Stack(base, durable=False)
     os.environ.update(STACK.start(os.environ))

@@ -19,6 +19,8 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
+from jobs.errors import JobError
+
 logger = logging.getLogger(__name__)
 
 # DRF's default_code for these is terse or generic; the shape promises stable machine codes.
@@ -58,8 +60,6 @@ def _summary(detail) -> str:
 
 
 def exception_handler(exc, context):
-    from jobs.services import JobError
-
     if isinstance(exc, JobError):
         set_rollback()
         return error_response(exc.code, exc.message, exc.status, exc.details)

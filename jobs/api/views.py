@@ -14,9 +14,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobs import selectors, services
+from jobs import selectors
+from jobs.errors import JobError
 from jobs.models import DeadLetter
-from jobs.services import JobError
+from jobs.services import actions, create
 from processors import all_processors
 
 from . import serializers as s
@@ -84,7 +85,7 @@ class JobListCreateApi(ApiView):
     def post(self, request: Request) -> Response:
         data = _validated(s.JobCreateInputSerializer, request.data)
         meta = data.get("input_metadata")
-        result = services.job_create(
+        result = create.job_create(
             owner=request.user, job_type=data["job_type"],
             input_key=meta["key"] if meta else data["input_object_key"],
             input_bucket=meta["bucket"] if meta else None,
@@ -108,7 +109,7 @@ class JobResultUrlApi(ApiView):
     def get(self, request: Request, job_id) -> Response:
         query = _validated(s.ResultUrlQuerySerializer, request.query_params)
         job = selectors.job_get(user=request.user, job_id=job_id)
-        url, expires_at = services.job_download_url(job=job, which=query["which"],
+        url, expires_at = actions.job_download_url(job=job, which=query["which"],
                                                     expiry_sec=query.get("expiry_sec"), output=query.get("output"))
         return Response(s.ResultUrlSerializer({"url": url, "expires_at": expires_at}).data)
 
@@ -125,7 +126,7 @@ class JobCancelApi(ApiView):
                    responses={200: s.JobDetailSerializer, **_errors(401, 404, 409)})
     def post(self, request: Request, job_id) -> Response:
         job = selectors.job_get(user=request.user, job_id=job_id, allow_staff=True)
-        job = services.job_cancel(job=job, actor=_actor(request))
+        job = actions.job_cancel(job=job, actor=_actor(request))
         return Response(s.JobDetailSerializer(job).data)
 
 
@@ -134,7 +135,7 @@ class JobRetryApi(ApiView):
                    responses={200: s.JobDetailSerializer, **_errors(401, 404, 409)})
     def post(self, request: Request, job_id) -> Response:
         job = selectors.job_get(user=request.user, job_id=job_id, allow_staff=True)
-        job = services.job_retry(job=job, actor=_actor(request))
+        job = actions.job_retry(job=job, actor=_actor(request))
         return Response(s.JobDetailSerializer(job).data)
 
 
@@ -162,7 +163,7 @@ class DeadLetterReplayApi(ApiView):
         letter = DeadLetter.objects.filter(pk=pk).first() if pk <= PG_BIGINT_MAX else None
         if letter is None:
             raise JobError("dead letter not found", code="not_found", status=404)
-        job = services.dead_letter_replay(dead_letter=letter, actor=_actor(request))
+        job = actions.dead_letter_replay(dead_letter=letter, actor=_actor(request))
         return Response(s.JobDetailSerializer(job).data)
 
 

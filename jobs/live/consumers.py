@@ -23,7 +23,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from jobs import notify, selectors
-from jobs.services import JobError
+from jobs.errors import JobError
 
 logger = logging.getLogger(__name__)
 

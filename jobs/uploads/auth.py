@@ -1,42 +1,44 @@
 """Authentication for the streaming upload endpoints, which run outside Django's view stack.
 
-The same rules as the API, by the same code: the API's TokenAuthentication (DRF's), then the Django
-session with DRF's CSRF enforcement (Django's CsrfViewMiddleware check on a request built
-from the ASGI scope). Token requests are exempt from CSRF, as in the API.
+The same rules as the API, by the same code: the API's TokenAuthentication (DRF's), then the
+Django session with DRF's CSRF enforcement (Django's CsrfViewMiddleware check). Token
+requests are exempt from CSRF, as in the API.
 """
 
 from __future__ import annotations
 
 import io
 import math
-from importlib import import_module
 
-from django.conf import settings
-from django.contrib.auth import get_user
+from django.contrib.auth.middleware import AuthenticationMiddleware
+from django.contrib.sessions.middleware import SessionMiddleware
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.asgi import ASGIRequest
-from django.http import QueryDict
-from django.utils.datastructures import MultiValueDict
-from django.utils.functional import SimpleLazyObject
 from rest_framework import exceptions
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
 
 from jobs.api.authentication import TokenAuthentication
-from jobs.services import JobError
+from jobs.errors import JobError
 
 from .throttles import UploadThrottle
 
+# The body is the upload itself, streamed elsewhere. Without these headers the request has
+# no form data to parse, so the CSRF check (which looks at POST) reads nothing and takes
+# the token from the X-CSRFToken header, which is what the upload page sends.
+_BODY_HEADERS = (b"content-type", b"content-length")
+
+
+def _no_response(request):
+    return None
+
 
 def request_from_scope(scope: dict) -> ASGIRequest:
-    """A Django request with the scope's headers and cookies, and no body.
-
-    The body is the upload itself and is streamed elsewhere; marking the form data as
-    already parsed keeps the CSRF check from reading it (it then takes the token from the
-    X-CSRFToken header, which is what the upload page sends).
-    """
-    request = ASGIRequest(scope, io.BytesIO())
-    request._post, request._files = QueryDict(), MultiValueDict()
+    """A Django request with the scope's headers, cookies, session and user, and no body."""
+    headers = [(name, value) for name, value in scope.get("headers", []) if name.lower() not in _BODY_HEADERS]
+    request = ASGIRequest({**scope, "headers": headers}, io.BytesIO())
+    SessionMiddleware(_no_response).process_request(request)
+    AuthenticationMiddleware(_no_response).process_request(request)
     return request
 
 
@@ -47,14 +49,8 @@ def authenticate(scope: dict) -> Request:
         request.get_host()
     except DisallowedHost:
         raise JobError("the Host header is not allowed", code="bad_request", status=400) from None
-    engine = import_module(settings.SESSION_ENGINE)
-    request.session = engine.SessionStore(request.COOKIES.get(settings.SESSION_COOKIE_NAME))
-    request.user = SimpleLazyObject(lambda: get_user(request))
     # Token first, as in the API views: an anonymous request gets 401 with a Token challenge.
     drf_request = Request(request, authenticators=[TokenAuthentication(), SessionAuthentication()])
-    # DRF's CSRF check reads request.POST through DRF's parsers; the same "already parsed, empty".
-    drf_request._data = drf_request._full_data = QueryDict()
-    drf_request._files = MultiValueDict()
     try:
         user = drf_request.user
     except exceptions.AuthenticationFailed as exc:

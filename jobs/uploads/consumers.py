@@ -22,7 +22,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from multipart import parse_options_header
 
-from jobs.services import JobError
+from jobs.errors import JobError
 
 from . import auth
 from .sinks import FormDataSink, RawBodySink

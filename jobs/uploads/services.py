@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 import storage
-from jobs.services import JobError
+from jobs.errors import JobError
 from storage import multipart
 
 from .models import UploadSession
@@ -70,8 +70,8 @@ def _storage_error(exc: storage.StorageError) -> JobError:
 class StreamingUpload:
     """One object being written as its bytes arrive: size and sha256 are computed on the way.
 
-    Blocking (boto3): call it from a worker thread, never the event loop. The caller ends it
-    with exactly one of commit() or abort(); until commit() there is no object.
+    Blocking: call it from a worker thread, never the event loop. The caller ends it with
+    exactly one of commit() or abort(); until commit() there is no object.
     """
 
     def __init__(self, *, owner_id: int, filename: str, content_type: str):

@@ -1,7 +1,7 @@
 """Where a streamed request body goes: straight into one upload (PUT), or through an
 incremental multipart/form-data parser that sends the `file` field into one (POST).
 
-Both are blocking (boto3) and run in a worker thread, one call per batch of body bytes.
+Both are blocking (storage writes) and run in a worker thread, one call per batch of body bytes.
 They expose feed(chunks), finish() -> UploadResult and abort(); feed takes the chunks as
 the server delivered them, so they are never joined into one bigger copy.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from multipart import MultipartSegment, ParserError, PushMultipartParser
 
-from jobs.services import JobError
+from jobs.errors import JobError
 
 from .services import StreamingUpload, UploadResult, upload_begin
 

@@ -20,9 +20,10 @@ from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from jobs import notify, selectors, services
+from jobs import notify, selectors
+from jobs.errors import JobError
 from jobs.models import DeadLetter, Job, JobState
-from jobs.services import JobError
+from jobs.services import actions, create
 from processors import all_processors
 
 from .forms import JobForm, form_upload_limit, job_type_choices, params_forms
@@ -101,10 +102,10 @@ def job_new(request: HttpRequest) -> HttpResponse:
     object_key = form.cleaned_data.get("object_key")
     try:
         if object_key:
-            result = services.job_create(owner=request.user, job_type=selected, input_key=object_key, params=params,
+            result = create.job_create(owner=request.user, job_type=selected, input_key=object_key, params=params,
                                          input_name=form.cleaned_data.get("object_name") or "")
         else:
-            result = services.job_create_from_file(owner=request.user, job_type=selected, params=params,
+            result = create.job_create_from_file(owner=request.user, job_type=selected, params=params,
                                                    fileobj=upload, filename=upload.name,
                                                    content_type=upload.content_type or "")
     except JobError as exc:
@@ -182,7 +183,7 @@ def _detail_context(job: Job) -> dict:
 def job_cancel(request: HttpRequest, job_id) -> HttpResponse:
     job = _get_job(request, job_id)
     try:
-        job = services.job_cancel(job=job, actor=_actor(request))
+        job = actions.job_cancel(job=job, actor=_actor(request))
     except JobError as exc:
         messages.error(request, exc.message)
     else:
@@ -198,7 +199,7 @@ def job_cancel(request: HttpRequest, job_id) -> HttpResponse:
 def job_retry(request: HttpRequest, job_id) -> HttpResponse:
     job = _get_job(request, job_id)
     try:
-        services.job_retry(job=job, actor=_actor(request))
+        actions.job_retry(job=job, actor=_actor(request))
     except JobError as exc:
         messages.error(request, exc.message)
     else:
@@ -214,7 +215,7 @@ def job_download(request: HttpRequest, job_id) -> HttpResponse:
     which = "input" if request.GET.get("which") == "input" else "result"
     output = request.GET.get("output") or None
     try:
-        url, _expires = services.job_download_url(job=job, which=which, output=output)
+        url, _expires = actions.job_download_url(job=job, which=which, output=output)
     except JobError as exc:
         return render(request, "error.html", {"status": exc.status, "message": exc.message,
                                               "back": reverse("job-detail", args=[job.id])}, status=exc.status)
@@ -244,7 +245,7 @@ def dead_letter_replay(request: HttpRequest, letter_id: int) -> HttpResponse:
     _require_staff(request)
     letter = get_object_or_404(DeadLetter, pk=letter_id)
     try:
-        job = services.dead_letter_replay(dead_letter=letter, actor=f"staff:{request.user.pk}")
+        job = actions.dead_letter_replay(dead_letter=letter, actor=f"staff:{request.user.pk}")
     except JobError as exc:
         messages.error(request, exc.message)
     else:

@@ -1,6 +1,6 @@
 import pytest
 
-from tests.api.conftest import make_job  # noqa: F401  (the same jobs-in-a-state factory)
+from tests.factories import make_job  # noqa: F401  (jobs in a given state, through the services)
 
 
 @pytest.fixture

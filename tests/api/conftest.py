@@ -1,4 +1,4 @@
-"""API test helpers: token-authenticated clients and jobs in a given state, made through services."""
+"""API test helpers: token-authenticated clients, and the shared jobs-in-a-state factory."""
 
 from __future__ import annotations
 
@@ -6,10 +6,7 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from jobs import services
-from jobs.models import JobState
-
-CSV = b"name,size\na,1\nb,2\nc,3\n"
+from tests.factories import CSV, make_job  # noqa: F401  (jobs in a given state, through the services)
 
 
 def token_client(user) -> APIClient:
@@ -31,31 +28,6 @@ def other_api(other_user) -> APIClient:
 @pytest.fixture
 def staff_api(staff_user) -> APIClient:
     return token_client(staff_user)
-
-
-@pytest.fixture
-def make_job(upload):
-    """A CSV_ROW_COUNT job of `owner`, moved to `state` by the same services a worker uses."""
-
-    def make(owner, state: str = JobState.CREATED, data: bytes = CSV, **kwargs):
-        job = services.job_create(owner=owner, job_type="CSV_ROW_COUNT", input_key=upload(owner, data),
-                                  **kwargs).job
-        if state == JobState.CREATED:
-            return job
-        services.job_enqueue(job_id=job.id, reason="test", actor="test")
-        if state == JobState.QUEUED:
-            return job_reload(job)
-        claimed = services.job_claim(job_id=job.id, worker="test-worker")
-        if state == JobState.PROCESSING:
-            return claimed
-        if state == JobState.FAILED:
-            return services.job_fail(job=claimed, code="bad_input", message="line 3: broken", actor="test")
-        if state == JobState.DEAD:
-            return services.job_kill(job_id=job.id, expected=JobState.PROCESSING, claim_token=claimed.claim_token,
-                                     reason="attempts exhausted", traceback="Traceback: boom", actor="test")
-        raise ValueError(state)
-
-    return make
 
 
 def job_reload(job):

@@ -23,12 +23,12 @@ def test_create_with_input_object_key_returns_201_and_the_created_job(api, user,
     body = response.json()
     job = Job.objects.get(pk=body["id"])
     assert job.owner == user and job.input_key == key
-    assert body["state"] == JobState.CREATED
+    assert body["state"] == JobState.QUEUED  # created and queued in one transaction
     assert body["input"] == {"bucket": storage.input_bucket(), "key": key, "name": "people.csv", "size": len(CSV)}
     assert body["params"]["delimiter"] == ","  # defaults applied
     assert body["progress"] == {"bytes": 0, "total": len(CSV), "percent": 0.0}
     assert body["error"] is None
-    assert [(e["from"], e["to"]) for e in body["events"]] == [("", "CREATED")]
+    assert [(e["from"], e["to"]) for e in body["events"]] == [("", "CREATED"), ("CREATED", "QUEUED")]
 
 
 def test_create_with_input_metadata_names_bucket_and_key(api, user, upload):

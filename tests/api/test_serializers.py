@@ -14,9 +14,10 @@ import pytest
 from django.utils import timezone
 from rest_framework import serializers
 
-from jobs import services
 from jobs.api.serializers import JobDetailSerializer, JobSerializer
 from jobs.models import Job, JobState
+from jobs.services.create import job_create
+from jobs.services.execution import job_complete
 
 pytestmark = pytest.mark.django_db
 
@@ -45,7 +46,7 @@ def test_completed_job_with_result_progress_and_odd_values(make_job, user):
     job = make_job(user, JobState.PROCESSING)
     Job.objects.filter(pk=job.pk).update(progress_bytes=7, progress_total=9)
     _both(job)
-    done = services.job_complete(job=job, result={"rows": 3, "nested": {"ünïcode": [1, 2.5, None]}},
+    done = job_complete(job=job, result={"rows": 3, "nested": {"ünïcode": [1, 2.5, None]}},
                                  result_keys=["out/a.json", "out/b.csv"], actor="test")
     assert JobSerializer(done).data["progress"]["percent"] == 100.0
     _both(done)
@@ -69,7 +70,7 @@ def test_the_create_response_shows_what_a_fresh_read_of_the_queued_job_shows(use
 
     key = upload(user, b"a,b\n1,2\n", "people.csv")
     try:
-        result = services.job_create(owner=user, job_type="CSV_ROW_COUNT", input_key=key)
+        result = job_create(owner=user, job_type="CSV_ROW_COUNT", input_key=key)
     finally:
         purge_queues()  # the run message has no worker here and must not reach a later test's
 

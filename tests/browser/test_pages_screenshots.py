@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs import services
 from jobs.models import JobState
+from jobs.services.actions import job_cancel
+from jobs.services.create import job_create
+from jobs.services.execution import job_claim, job_kill
 from tests.browser.conftest import sign_in
 from tests.conftest import wait_for_state
 
@@ -35,7 +37,7 @@ def test_every_page_renders_in_a_browser(chromium, web_server, celery_process, m
 
     def create(data: bytes, name: str, job_type: str, params: dict | None = None):
         key = upload(alice, data, name)
-        return services.job_create(owner=alice, job_type=job_type, input_key=key, params=params).job
+        return job_create(owner=alice, job_type=job_type, input_key=key, params=params).job
 
     failed = create(b"name,city\n\xff\xfe bad bytes,x\n", "export-latin1.csv", "CSV_ROW_COUNT")
     cancelled = create(PEOPLE, "old-list.csv", "CSV_ROW_COUNT")
@@ -43,9 +45,9 @@ def test_every_page_renders_in_a_browser(chromium, web_server, celery_process, m
     counted = create(PEOPLE, "people.csv", "CSV_ROW_COUNT")
     slow = create(os.urandom(6 * 1024 * 1024), "backup.tar", "TEST_SLOW", {"chunk_delay": 1.5})
     profiled = create(PEOPLE, "people-profile.csv", "CSV_PROFILE")
-    services.job_cancel(job=cancelled, actor=f"user:{alice.pk}")
-    claimed = services.job_claim(job_id=dead.id, worker="screenshot")
-    services.job_kill(job_id=dead.id, expected=("PROCESSING",), claim_token=claimed.claim_token,
+    job_cancel(job=cancelled, actor=f"user:{alice.pk}")
+    claimed = job_claim(job_id=dead.id, worker="screenshot")
+    job_kill(job_id=dead.id, expected=("PROCESSING",), claim_token=claimed.claim_token,
                       actor="worker:screenshot",
                       reason="attempts exhausted (5/5); last error: StorageUnavailable: s3 endpoint timed out",
                       traceback="Traceback (most recent call last):\n  ...\nStorageUnavailable: timed out")
@@ -108,7 +110,7 @@ def test_every_page_renders_in_a_browser(chromium, web_server, celery_process, m
     # Don't leave the worker busy for the others; on a slow machine it may be done already.
     slow.refresh_from_db()
     if slow.state == JobState.PROCESSING:
-        services.job_cancel(job=slow, actor="test")
+        job_cancel(job=slow, actor="test")
     assert errors == []
     for ctx in (signed_out, context, staff, no_js):
         ctx.close()

@@ -1,1 +1,1 @@
-from tests.api.conftest import make_job  # noqa: F401  (jobs in a given state, through the services)
+from tests.factories import make_job  # noqa: F401  (jobs in a given state, through the services)

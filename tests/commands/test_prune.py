@@ -10,8 +10,8 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 import storage
-from jobs import services
 from jobs.models import Job, JobState
+from jobs.services.create import job_create
 
 pytestmark = pytest.mark.django_db
 
@@ -78,7 +78,7 @@ def test_prune_dry_run_lists_and_deletes_nothing(user, make_job):
 
 def test_prune_keeps_an_input_that_a_remaining_job_still_uses(user, make_job):
     old = make_job(user, JobState.FAILED)
-    reuse = services.job_create(owner=user, job_type="CSV_ROW_COUNT", input_key=old.input_key).job
+    reuse = job_create(owner=user, job_type="CSV_ROW_COUNT", input_key=old.input_key).job
     age(old, 10)
     out = run("--older-than", "7")
     assert "input kept (another job uses it)" in out

@@ -2,7 +2,7 @@
 
 import pytest
 
-from jobplatform.devstack import Stack
+from devstack.servers import Stack
 from tests import stack_plugin
 
 pytestmark = pytest.mark.django_db

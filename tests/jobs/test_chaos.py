@@ -8,8 +8,8 @@ import time
 import pytest
 
 import storage
-from jobs import services
 from jobs.models import Job, JobState
+from jobs.services.create import job_create
 from tests.support.deadlines import within
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -31,7 +31,7 @@ def test_no_job_is_lost_across_200_jobs_with_random_worker_kills(user, upload, c
     for i in range(JOBS):
         data = os.urandom(rng.randint(1, 6) * 16 * 1024)
         key = upload(user, data, f"chaos-{i}.bin")
-        job = services.job_create(owner=user, job_type="TEST_SLOW", input_key=key, max_attempts=1000,
+        job = job_create(owner=user, job_type="TEST_SLOW", input_key=key, max_attempts=1000,
                                   params={"chunk_delay": 0.1, "chunk_size": 16 * 1024}).job
         inputs[job.id] = hashlib.sha256(data).hexdigest()
     # The workers start once every job is queued: on a slow machine creating 200 jobs takes

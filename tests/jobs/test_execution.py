@@ -6,8 +6,10 @@ import time
 import pytest
 
 import storage
-from jobs import services
+from jobs.errors import JobError
 from jobs.models import JobState
+from jobs.services.actions import job_cancel
+from jobs.services.create import job_create
 from tests.conftest import wait_for_state
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -18,7 +20,7 @@ CSV = b"name,age\nann,31\nbob,42\n"
 def test_a_csv_job_completes_and_writes_its_result_to_the_output_bucket(user, upload, worker):
     key = upload(user, CSV, "people.csv")
 
-    job = services.job_create(owner=user, job_type="CSV_ROW_COUNT", input_key=key).job
+    job = job_create(owner=user, job_type="CSV_ROW_COUNT", input_key=key).job
     job = wait_for_state(job.id, JobState.COMPLETED, timeout=30)
 
     document = json.loads(storage.read_bytes(storage.output_bucket(), storage.output_key(job.id, "result.json"),
@@ -34,10 +36,10 @@ def test_a_csv_job_completes_and_writes_its_result_to_the_output_bucket(user, up
 def test_a_worker_process_runs_jobs_without_the_whole_urlconf(user, upload, worker):
     """The result link comes from the web pages' URLconf alone, and the worker skips Django's
     system checks (whose URL check would import every view): no admin, API views or
-    drf-spectacular in a pool process (issue 5's RSS budget)."""
+    drf-spectacular in a pool process: the worker's memory budget."""
     key = upload(user, CSV, "people.csv")
 
-    job = services.job_create(owner=user, job_type="TEST_MODULES", input_key=key).job
+    job = job_create(owner=user, job_type="TEST_MODULES", input_key=key).job
     job = wait_for_state(job.id, JobState.COMPLETED, timeout=30)
 
     assert job.result == {"loaded": []}
@@ -46,7 +48,7 @@ def test_a_worker_process_runs_jobs_without_the_whole_urlconf(user, upload, work
 def test_bad_input_fails_at_once_with_a_message_and_no_retry(user, upload, worker):
     key = upload(user, b'name,age\n"unterminated,1\n', "broken.csv")
 
-    job = services.job_create(owner=user, job_type="CSV_ROW_COUNT", input_key=key).job
+    job = job_create(owner=user, job_type="CSV_ROW_COUNT", input_key=key).job
     job = wait_for_state(job.id, JobState.FAILED, timeout=30)
 
     assert job.attempts == 1
@@ -58,10 +60,10 @@ def test_bad_input_fails_at_once_with_a_message_and_no_retry(user, upload, worke
 
 def test_a_running_job_stops_at_the_next_chunk_when_cancelled(user, upload, worker):
     key = upload(user, b"x" * (64 * 1024 * 50), "long.bin")
-    job = services.job_create(owner=user, job_type="TEST_SLOW", input_key=key, params={"chunk_delay": 0.1}).job
+    job = job_create(owner=user, job_type="TEST_SLOW", input_key=key, params={"chunk_delay": 0.1}).job
     wait_for_state(job.id, JobState.PROCESSING, timeout=30)
 
-    services.job_cancel(job=job, actor="user:test")
+    job_cancel(job=job, actor="user:test")
     job = wait_for_state(job.id, JobState.CANCELLED, timeout=10)
 
     assert job.progress_bytes < 64 * 1024 * 50
@@ -73,7 +75,7 @@ def test_the_celery_task_result_is_recorded_and_linked_from_the_job(user, upload
     from django_celery_results.models import TaskResult
 
     key = upload(user, CSV, "people.csv")
-    job = services.job_create(owner=user, job_type="CSV_ROW_COUNT", input_key=key).job
+    job = job_create(owner=user, job_type="CSV_ROW_COUNT", input_key=key).job
     job = wait_for_state(job.id, JobState.COMPLETED, timeout=30)
 
     deadline = time.monotonic() + 10
@@ -89,13 +91,13 @@ def test_the_celery_task_result_is_recorded_and_linked_from_the_job(user, upload
 def test_an_unknown_job_type_or_a_foreign_object_is_refused_before_anything_is_queued(user, other_user, upload):
     key = upload(other_user, CSV, "theirs.csv")
 
-    with pytest.raises(services.JobError, match="Unknown job type 'NOPE'"):
-        services.job_create(owner=user, job_type="NOPE", input_key=upload(user, CSV))
-    with pytest.raises(services.JobError, match="input object not found") as excinfo:
-        services.job_create(owner=user, job_type="CSV_ROW_COUNT", input_key=key)
+    with pytest.raises(JobError, match="Unknown job type 'NOPE'"):
+        job_create(owner=user, job_type="NOPE", input_key=upload(user, CSV))
+    with pytest.raises(JobError, match="input object not found") as excinfo:
+        job_create(owner=user, job_type="CSV_ROW_COUNT", input_key=key)
     assert excinfo.value.status == 404
-    with pytest.raises(services.JobError, match="Invalid parameters"):
-        services.job_create(owner=user, job_type="CSV_ROW_COUNT", input_key=upload(user, CSV), params={"x": 1})
+    with pytest.raises(JobError, match="Invalid parameters"):
+        job_create(owner=user, job_type="CSV_ROW_COUNT", input_key=upload(user, CSV), params={"x": 1})
     from jobs.models import Job
 
     assert not Job.objects.exists()
@@ -103,11 +105,11 @@ def test_an_unknown_job_type_or_a_foreign_object_is_refused_before_anything_is_q
 
 def test_the_same_idempotency_key_returns_the_same_job_and_a_different_body_is_a_conflict(user, upload):
     key = upload(user, CSV)
-    first = services.job_create(owner=user, job_type="CSV_ROW_COUNT", input_key=key, idempotency_key="k1")
-    again = services.job_create(owner=user, job_type="CSV_ROW_COUNT", input_key=key, idempotency_key="k1")
+    first = job_create(owner=user, job_type="CSV_ROW_COUNT", input_key=key, idempotency_key="k1")
+    again = job_create(owner=user, job_type="CSV_ROW_COUNT", input_key=key, idempotency_key="k1")
 
     assert (first.created, again.created, again.job.id) == (True, False, first.job.id)
-    with pytest.raises(services.JobError) as excinfo:
-        services.job_create(owner=user, job_type="CSV_ROW_COUNT", input_key=key, idempotency_key="k1",
+    with pytest.raises(JobError) as excinfo:
+        job_create(owner=user, job_type="CSV_ROW_COUNT", input_key=key, idempotency_key="k1",
                             params={"has_header": False})
     assert excinfo.value.status == 409

@@ -8,13 +8,13 @@ stopped and started again.
 import hashlib
 import json
 import os
-import time
 
 import pytest
 
 import storage
-from jobs import services
 from jobs.models import DeadLetter, Job, JobState
+from jobs.services.actions import dead_letter_replay
+from jobs.services.create import job_create
 from tests import stack_plugin
 from tests.conftest import wait_for_state, wait_until
 
@@ -24,7 +24,7 @@ S = JobState
 
 def slow_job(owner, upload, data: bytes, **params):
     key = upload(owner, data, "slow.bin")
-    return services.job_create(owner=owner, job_type="TEST_SLOW", input_key=key, params=params).job
+    return job_create(owner=owner, job_type="TEST_SLOW", input_key=key, params=params).job
 
 
 def result_document(job_id) -> dict:
@@ -40,11 +40,9 @@ def test_a_worker_killed_mid_job_is_noticed_and_the_job_completes_once(user, upl
     wait_until(lambda: Job.objects.filter(pk=job.id, state=S.PROCESSING, progress_bytes__gt=0).exists(), 30,
                "the job to be running")
     first.kill()  # SIGKILL to the whole worker: no ack, no requeue, no goodbye
-    killed_at = time.monotonic()
     celery_process("worker", name="rescuer")
 
     job = wait_for_state(job.id, S.COMPLETED, timeout=60)
-    recovered_in = time.monotonic() - killed_at
     assert job.result["sha256"] == hashlib.sha256(data).hexdigest()
     assert job.result["bytes"] == len(data)
     assert result_document(job.id)["result"]["sha256"] == hashlib.sha256(data).hexdigest()
@@ -53,14 +51,13 @@ def test_a_worker_killed_mid_job_is_noticed_and_the_job_completes_once(user, upl
     recoveries = job.events.filter(from_state=S.PROCESSING, to_state=S.QUEUED, reason__startswith="lease expired")
     assert recoveries.count() == 1
     assert job.events.filter(to_state=S.COMPLETED).count() == 1
-    assert recovered_in < 60
 
 
 def test_a_job_that_keeps_killing_its_worker_goes_dead_as_a_poison_pill(user, upload, celery_process, settings):
     celery_process("worker")
     celery_process("beat")
     key = upload(user, b"boom", "pill.bin")
-    job = services.job_create(owner=user, job_type="TEST_KILL_WORKER", input_key=key).job
+    job = job_create(owner=user, job_type="TEST_KILL_WORKER", input_key=key).job
 
     job = wait_for_state(job.id, S.DEAD, timeout=90)
 
@@ -93,7 +90,7 @@ def test_jobs_retry_while_s3_is_down_and_complete_when_it_returns(user, upload, 
     if s3_server is None:
         pytest.skip("S3_ENDPOINT_URL names an external server; this test restarts its own")
     keys = [upload(user, b"a,b\n" + b"1,2\n" * 10, f"in{i}.csv") for i in range(3)]
-    jobs = [services.job_create(owner=user, job_type="CSV_ROW_COUNT", input_key=k, max_attempts=50).job
+    jobs = [job_create(owner=user, job_type="CSV_ROW_COUNT", input_key=k, max_attempts=50).job
             for k in keys]
     s3_server.stop()
     try:
@@ -115,7 +112,7 @@ def test_jobs_go_dead_when_s3_stays_down_and_replay_completes_them(user, upload,
     if s3_server is None:
         pytest.skip("S3_ENDPOINT_URL names an external server; this test restarts its own")
     keys = [upload(user, b"x\n1\n2\n3\n", f"dead{i}.csv") for i in range(3)]
-    jobs = [services.job_create(owner=user, job_type="CSV_ROW_COUNT", input_key=k, max_attempts=3).job
+    jobs = [job_create(owner=user, job_type="CSV_ROW_COUNT", input_key=k, max_attempts=3).job
             for k in keys]
     s3_server.stop()
     try:
@@ -131,7 +128,7 @@ def test_jobs_go_dead_when_s3_stays_down_and_replay_completes_them(user, upload,
         s3_server.start()
 
     for letter in DeadLetter.objects.filter(job__in=[j.id for j in jobs]):
-        services.dead_letter_replay(dead_letter=letter, actor="test")
+        dead_letter_replay(dead_letter=letter, actor="test")
     for job in jobs:
         done = wait_for_state(job.id, S.COMPLETED, timeout=60)
         assert done.result["rows"] == 3

@@ -6,48 +6,65 @@ import uuid
 from itertools import product
 
 import pytest
-from django.db import IntegrityError, connection
+from django.db import connection, transaction
 
-from jobs import services, state_machine
+from jobs.errors import JobError, TransitionRefused
 from jobs.models import DeadLetter, Job, JobEvent, JobState
-from jobs.state_machine import ALLOWED, TransitionRefused, job_transition
+from jobs.services.actions import dead_letter_replay, job_cancel
+from jobs.services.execution import (
+    job_after_transient_error,
+    job_cancelled_by_worker,
+    job_claim,
+    job_complete,
+    job_fail,
+    job_kill,
+    job_record_progress,
+    retry_delay,
+)
+from jobs.state_machine import ALLOWED, job_transition
+from tests.factories import JobFactory
 
 S = JobState
 ALL_PAIRS = list(product(S.values, S.values))
+ALLOWED_PAIRS = [p for p in ALL_PAIRS if p[1] in ALLOWED[p[0]]]
+REFUSED_PAIRS = [p for p in ALL_PAIRS if p[1] not in ALLOWED[p[0]]]
 
 
-def make_job(owner, state: str) -> Job:
-    return Job.objects.create(owner=owner, job_type="CSV_ROW_COUNT", input_bucket="job-inputs",
-                              input_key=f"uploads/{owner.pk}/{uuid.uuid4()}/x.csv", state=state)
+def row(job: Job) -> dict:
+    """Every column of the job as stored."""
+    return Job.objects.filter(pk=job.pk).values().get()
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("from_state", "to_state"), [p for p in ALL_PAIRS if p[1] in ALLOWED[p[0]]])
+@pytest.mark.parametrize(("from_state", "to_state"), ALLOWED_PAIRS)
 def test_an_allowed_move_changes_the_state_and_writes_one_event(user, from_state, to_state):
-    job = make_job(user, from_state)
+    job = JobFactory(owner=user, state=from_state)
 
-    job_transition(job_id=job.id, to=to_state, expected=from_state, reason="test", actor="tester")
+    moved = job_transition(job_id=job.id, to=to_state, expected=from_state, reason="test", actor="tester")
 
-    job.refresh_from_db()
-    assert job.state == to_state
+    stored = Job.objects.get(pk=job.pk)
+    assert moved.state == stored.state == to_state
+    assert stored.version == job.version + 1
     event = JobEvent.objects.get(job=job)
     assert (event.from_state, event.to_state, event.reason, event.actor) == (from_state, to_state, "test", "tester")
+    assert moved.transition_event == event
+    if stored.is_terminal:
+        assert stored.finished_at is not None and stored.claim_token is None and stored.lease_expires_at is None
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("from_state", "to_state"), [p for p in ALL_PAIRS if p[1] not in ALLOWED[p[0]]])
+@pytest.mark.parametrize(("from_state", "to_state"), REFUSED_PAIRS)
 def test_a_move_outside_the_table_is_refused_and_changes_nothing(user, from_state, to_state):
-    job = make_job(user, from_state)
+    job = JobFactory(owner=user, state=from_state)
+    before = row(job)
 
     with pytest.raises(TransitionRefused, match=f"cannot move from {from_state} to {to_state}"):
         job_transition(job_id=job.id, to=to_state, reason="test", actor="tester")
 
-    job.refresh_from_db()
-    assert job.state == from_state
+    assert row(job) == before
     assert not JobEvent.objects.filter(job=job).exists()
 
 
-@pytest.mark.django_db
 def test_terminal_states_have_no_way_out_but_replay_and_operator_retry():
     assert ALLOWED[S.COMPLETED] == frozenset()
     assert ALLOWED[S.CANCELLED] == frozenset()
@@ -56,47 +73,88 @@ def test_terminal_states_have_no_way_out_but_replay_and_operator_retry():
 
 
 @pytest.mark.django_db
-def test_a_stale_expectation_is_refused(user):
-    job = make_job(user, S.QUEUED)
+def test_a_stale_expectation_is_refused_and_changes_nothing(user):
+    job = JobFactory(owner=user, state=S.QUEUED)
     job_transition(job_id=job.id, to=S.CANCELLED, expected=S.QUEUED)
+    before = row(job)
 
     with pytest.raises(TransitionRefused, match="is CANCELLED, expected QUEUED"):
         job_transition(job_id=job.id, to=S.PROCESSING, expected=S.QUEUED)
+    assert row(job) == before
 
 
 @pytest.mark.django_db
-def test_a_worker_that_lost_its_claim_cannot_complete_the_job(user):
-    job = make_job(user, S.QUEUED)
-    first = services.job_claim(job_id=job.id, worker="w1")
-    # The sweeper took the job back (lease expired) and another worker claimed it.
-    job_transition(job_id=job.id, to=S.QUEUED, expected=S.PROCESSING)
-    second = services.job_claim(job_id=job.id, worker="w2")
+def test_the_move_and_its_event_commit_or_roll_back_together(user):
+    job = JobFactory(owner=user, state=S.CREATED)
 
-    with pytest.raises(TransitionRefused, match="no longer held by this worker"):
-        services.job_complete(job=first, result={"rows": 1}, result_keys=[], actor="worker:w1")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        job_transition(job_id=job.id, to=S.QUEUED, expected=S.CREATED)
+        raise RuntimeError("the caller's transaction fails after the move")
 
-    services.job_complete(job=second, result={"rows": 2}, result_keys=[], actor="worker:w2")
-    job.refresh_from_db()
-    assert (job.state, job.result, job.attempts) == (S.COMPLETED, {"rows": 2}, 2)
+    assert Job.objects.get(pk=job.pk).state == S.CREATED
+    assert not JobEvent.objects.filter(job=job).exists()
 
 
 @pytest.mark.django_db
-def test_a_duplicate_message_cannot_complete_a_job_twice(user):
-    job = make_job(user, S.QUEUED)
-    claimed = services.job_claim(job_id=job.id, worker="w1")
-    services.job_complete(job=claimed, result={"rows": 1}, result_keys=[], actor="worker:w1")
+def test_a_stale_copy_of_the_row_is_judged_again_on_the_row_as_it_is(user):
+    job = JobFactory(owner=user, state=S.QUEUED)
+    stale = copy.copy(job)
+    job_cancel(job=job, actor="user")
 
-    assert services.job_claim(job_id=job.id, worker="w2") is None
-    with pytest.raises(TransitionRefused):
-        services.job_complete(job=claimed, result={"rows": 9}, result_keys=[], actor="worker:w1")
-    job.refresh_from_db()
-    assert job.result == {"rows": 1}
-    assert job.events.filter(to_state=S.COMPLETED).count() == 1
+    with pytest.raises(TransitionRefused, match="is CANCELLED, expected QUEUED"):
+        job_transition(job_id=job.id, to=S.PROCESSING, expected=S.QUEUED, current=stale)
+
+    assert Job.objects.get(pk=job.pk).state == S.CANCELLED
+    assert list(JobEvent.objects.filter(job=job).values_list("to_state", flat=True)) == [S.CANCELLED]
+
+
+@pytest.mark.django_db
+def test_a_stale_copy_of_a_row_that_may_still_move_moves_it_once(user):
+    claimed = job_claim(job_id=JobFactory(owner=user, state=S.QUEUED).id, worker="w1")
+    job_cancel(job=claimed, actor="user")  # flags the running job: a new version of the row
+
+    done = job_complete(job=claimed, result={"rows": 1}, result_keys=["k"], actor="worker:w1")
+
+    stored = Job.objects.get(pk=claimed.pk)
+    assert done.state == stored.state == S.COMPLETED and stored.result == {"rows": 1}
+    assert stored.events.filter(to_state=S.COMPLETED).count() == 1
+    assert claimed.state == S.PROCESSING  # the caller's copy is not modified
+
+
+@pytest.mark.django_db
+def test_a_claim_takes_a_queued_or_retrying_job_with_a_fresh_token_and_lease(user):
+    job = JobFactory(owner=user, state=S.QUEUED)
+    first = job_claim(job_id=job.id, worker="w0")
+    job_after_transient_error(job=first, error=OSError("blink"), traceback="", actor="worker:w0")
+
+    claimed = job_claim(job_id=job.id, worker="w1")
+
+    stored = Job.objects.get(pk=job.pk)
+    assert row(job) == {f.attname: getattr(claimed, f.attname) for f in Job._meta.concrete_fields}
+    assert (stored.state, stored.attempts, stored.worker) == (S.PROCESSING, 2, "w1")
+    assert stored.claim_token not in (None, first.claim_token) and stored.lease_expires_at > stored.started_at
+    event = stored.events.order_by("-id").first()
+    assert (event.from_state, event.to_state, event.attempt, event.actor) == (S.RETRYING, S.PROCESSING, 2, "worker:w1")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("state", [S.CREATED, S.PROCESSING, S.COMPLETED, S.FAILED, S.CANCELLED, S.DEAD])
+def test_a_job_that_is_not_waiting_cannot_be_claimed(user, state):
+    job = JobFactory(owner=user, state=state)
+    before = row(job)
+
+    assert job_claim(job_id=job.id, worker="w1") is None
+    assert row(job) == before and not job.events.exists()
+
+
+@pytest.mark.django_db
+def test_a_job_that_does_not_exist_cannot_be_claimed():
+    assert job_claim(job_id=uuid.uuid4(), worker="w1") is None
 
 
 @pytest.mark.django_db(transaction=True)
 def test_when_workers_race_to_claim_one_job_exactly_one_wins(user):
-    jobs = [make_job(user, S.QUEUED) for _ in range(10)]
+    jobs = [JobFactory(owner=user, state=S.QUEUED) for _ in range(10)]
     for job in jobs:
         barrier = threading.Barrier(8)
         winners: list = []
@@ -104,7 +162,7 @@ def test_when_workers_race_to_claim_one_job_exactly_one_wins(user):
         def claim(n: int, job=job, barrier=barrier, winners=winners) -> None:
             barrier.wait()
             try:
-                if services.job_claim(job_id=job.id, worker=f"w{n}") is not None:
+                if job_claim(job_id=job.id, worker=f"w{n}") is not None:
                     winners.append(n)
             finally:
                 connection.close()
@@ -123,241 +181,124 @@ def test_when_workers_race_to_claim_one_job_exactly_one_wins(user):
         assert job.events.filter(to_state=S.PROCESSING).count() == 1
 
 
+def _stale_and_current(user) -> tuple[Job, Job]:
+    """A job claimed by w1, whose lease the sweeper took back, then claimed by w2."""
+    job = JobFactory(owner=user, state=S.QUEUED)
+    stale = job_claim(job_id=job.id, worker="w1")
+    job_transition(job_id=job.id, to=S.QUEUED, expected=S.PROCESSING, reason="lease expired",
+                   changes={"claim_token": None})
+    return stale, job_claim(job_id=job.id, worker="w2")
+
+
+STALE_WORKER_MOVES = {
+    "complete": lambda job: job_complete(job=job, result={"rows": 9}, result_keys=[], actor="worker:w1"),
+    "fail": lambda job: job_fail(job=job, code="bad_input", message="stale", actor="worker:w1"),
+    "retry": lambda job: job_after_transient_error(job=job, error=OSError("x"), traceback="", actor="worker:w1"),
+    "cancel": lambda job: job_cancelled_by_worker(job=job, actor="worker:w1"),
+    "kill": lambda job: job_kill(job_id=job.id, expected=S.PROCESSING, claim_token=job.claim_token,
+                                 reason="exhausted", actor="worker:w1"),
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("move", STALE_WORKER_MOVES)
+def test_a_worker_whose_claim_was_replaced_changes_nothing(user, move):
+    stale, current = _stale_and_current(user)
+    before = row(current)
+
+    with pytest.raises(TransitionRefused, match="no longer held by this worker"):
+        STALE_WORKER_MOVES[move](stale)
+
+    assert row(current) == before
+    assert not DeadLetter.objects.filter(job_id=current.pk).exists()
+    # Nor can it write progress; it is told to stop.
+    assert job_record_progress(job=stale, bytes_read=5) is True
+    assert row(current) == before
+
+    job_complete(job=current, result={"rows": 2}, result_keys=[], actor="worker:w2")
+    stored = Job.objects.get(pk=current.pk)
+    assert (stored.state, stored.result, stored.attempts) == (S.COMPLETED, {"rows": 2}, 2)
+
+
+@pytest.mark.django_db
+def test_a_duplicate_message_cannot_complete_a_job_twice(user):
+    job = JobFactory(owner=user, state=S.QUEUED)
+    claimed = job_claim(job_id=job.id, worker="w1")
+    job_complete(job=claimed, result={"rows": 1}, result_keys=[], actor="worker:w1")
+
+    assert job_claim(job_id=job.id, worker="w2") is None
+    with pytest.raises(TransitionRefused):
+        job_complete(job=claimed, result={"rows": 9}, result_keys=[], actor="worker:w1")
+    job.refresh_from_db()
+    assert job.result == {"rows": 1}
+    assert job.events.filter(to_state=S.COMPLETED).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_late_message_cannot_move_a_finished_job_backwards(user):
+    job = JobFactory(owner=user, state=S.COMPLETED)
+    before = row(job)
+
+    assert job_claim(job_id=job.id, worker="late") is None
+    for to in (S.QUEUED, S.PROCESSING, S.RETRYING):
+        with pytest.raises(TransitionRefused):
+            job_transition(job_id=job.id, to=to)
+    assert row(job) == before and not job.events.exists()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_replaying_a_dead_letter_twice_queues_the_job_once(user):
-    job = make_job(user, S.PROCESSING)
-    services.job_kill(job_id=job.id, expected=S.PROCESSING, reason="attempts exhausted", actor="test")
+    job = JobFactory(owner=user, state=S.PROCESSING)
+    job_kill(job_id=job.id, expected=S.PROCESSING, reason="attempts exhausted", actor="test")
     letter = DeadLetter.objects.get(job=job)
 
-    services.dead_letter_replay(dead_letter=letter, actor="staff:1")
-    with pytest.raises(services.JobError, match="not DEAD"):
-        services.dead_letter_replay(dead_letter=letter, actor="staff:1")
+    dead_letter_replay(dead_letter=letter, actor="staff:1")
+    with pytest.raises(JobError, match="not DEAD"):
+        dead_letter_replay(dead_letter=letter, actor="staff:1")
 
     job.refresh_from_db()
     letter.refresh_from_db()
-    assert job.state == S.QUEUED
+    assert job.state == S.QUEUED and job.attempts == 0
     assert letter.replay_count == 1
     assert job.events.filter(to_state=S.QUEUED).count() == 1
 
 
 @pytest.mark.django_db
 def test_cancelling_a_queued_job_is_immediate_and_a_running_one_is_flagged(user):
-    queued = make_job(user, S.QUEUED)
-    running = make_job(user, S.PROCESSING)
+    queued = JobFactory(owner=user, state=S.QUEUED)
+    running = job_claim(job_id=JobFactory(owner=user, state=S.QUEUED).id, worker="w1")
 
-    assert services.job_cancel(job=queued, actor="user").state == S.CANCELLED
-    assert services.job_cancel(job=running, actor="user").state == S.PROCESSING
-    running.refresh_from_db()
-    assert running.cancel_requested is True
+    assert job_cancel(job=queued, actor="user").state == S.CANCELLED
+    assert job_cancel(job=running, actor="user").state == S.PROCESSING
+    assert Job.objects.get(pk=running.pk).cancel_requested is True
+    # The worker learns it at its next progress write, and ends the job CANCELLED.
+    assert job_record_progress(job=running, bytes_read=5) is True
+    assert job_cancelled_by_worker(job=running, actor="worker:w1").state == S.CANCELLED
 
-    completed = make_job(user, S.COMPLETED)
-    with pytest.raises(services.JobError, match="a COMPLETED job cannot be cancelled"):
-        services.job_cancel(job=completed, actor="user")
+    completed = JobFactory(owner=user, state=S.COMPLETED)
+    with pytest.raises(JobError, match="a COMPLETED job cannot be cancelled"):
+        job_cancel(job=completed, actor="user")
 
 
 def test_retry_backoff_grows_exponentially_with_jitter_and_a_cap(settings):
     settings.JOB_RETRY_BACKOFF_BASE = 1
     settings.JOB_RETRY_BACKOFF_MAX = 10
     for attempt, ceiling in [(1, 1), (2, 2), (3, 4), (4, 8), (5, 10), (12, 10)]:
-        delays = [services.retry_delay(attempt) for _ in range(50)]
+        delays = [retry_delay(attempt) for _ in range(50)]
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
         assert len(set(delays)) > 1  # jittered
 
 
-def test_a_new_job_is_inserted_with_its_created_event_exactly_as_the_orm_would_write_it(user):
-    """insert_created writes the row and its event in one hand-written statement; every
-    column must read back as the object holds it, as after Model.save."""
-    from jobs.state_machine import insert_created
-
-    job = Job(owner=user, job_type="CSV_ROW_COUNT", params={"delimiter": ";", "ünï": [1, None]}, input_bucket="b",
-              input_key=f"uploads/{user.pk}/k", input_size=12, progress_total=12, max_attempts=3,
-              idempotency_key="key-1", request_fingerprint="f" * 64)
-    event = insert_created(job, actor=f"user:{user.pk}")
-
-    stored = Job.objects.get(pk=job.pk)
-    for field in Job._meta.concrete_fields:
-        assert getattr(stored, field.attname) == getattr(job, field.attname), field.name
-    assert stored.state == JobState.CREATED and stored.created_at == stored.updated_at
-    assert list(stored.events.values_list("pk", "from_state", "to_state", "actor", "created_at")) == [
-        (event.pk, "", JobState.CREATED, f"user:{user.pk}", stored.created_at)]
-
-    twin = Job(owner=user, job_type="CSV_ROW_COUNT", input_bucket="b", input_key="k", idempotency_key="key-1")
-    with pytest.raises(IntegrityError):
-        insert_created(twin, actor="user")
-    assert Job.objects.filter(idempotency_key="key-1").count() == 1  # the transaction is still usable
-    assert not JobEvent.objects.filter(job_id=twin.pk).exists()
-
-
-def test_a_job_created_and_queued_at_once_is_one_row_with_both_events_as_the_orm_would_write_them(user):
-    """insert_queued (job_create outside a transaction) writes the row already QUEUED and its
-    CREATED and QUEUED events in one statement: what insert_created and the on-commit
-    enqueue write in two."""
-    from jobs.state_machine import insert_queued
-
-    job = Job(owner=user, job_type="CSV_ROW_COUNT", params={"delimiter": ";"}, input_bucket="b",
-              input_key=f"uploads/{user.pk}/k", input_size=12, progress_total=12, max_attempts=3,
-              idempotency_key="key-2", request_fingerprint="f" * 64)
-    task_id = str(uuid.uuid4())
-    returned = insert_queued(job, actor=f"user:{user.pk}", enqueuer="enqueuer",
-                             changes=services._enqueue_changes(job, task_id))
-
-    stored = Job.objects.get(pk=job.pk)
-    for field in Job._meta.concrete_fields:
-        assert getattr(stored, field.attname) == getattr(returned, field.attname), field.name
-    assert stored.state == JobState.QUEUED and stored.queued_at == stored.created_at == stored.updated_at
-    assert stored.celery_task_id == task_id and stored.task_ids == [task_id] and stored.publish_count == 1
-    events = list(stored.events.order_by("pk").values_list("pk", "from_state", "to_state", "actor", "reason"))
-    assert events == [(returned.created_event.pk, "", JobState.CREATED, f"user:{user.pk}", "created"),
-                      (returned.transition_event.pk, JobState.CREATED, JobState.QUEUED, "enqueuer", "created")]
-
-    twin = Job(owner=user, job_type="CSV_ROW_COUNT", input_bucket="b", input_key="k", idempotency_key="key-2")
-    with pytest.raises(IntegrityError):
-        insert_queued(twin, actor="user", enqueuer="enqueuer", changes=services._enqueue_changes(twin, task_id))
-    assert Job.objects.filter(idempotency_key="key-2").count() == 1  # the transaction is still usable
-    assert not JobEvent.objects.filter(job_id=twin.pk).exists()
-    with pytest.raises(TransitionRefused, match="starts CREATED"):
-        insert_queued(Job(owner=user, state=JobState.QUEUED), actor="user", enqueuer="e", changes={})
-    with pytest.raises(TransitionRefused, match="cannot move from CREATED to COMPLETED"):
-        state_machine._insert(Job(owner=user), actor="user", then=(JobState.COMPLETED, "e", {}))
-
-
-def _change_after_first_read(monkeypatch, change):
-    """Runs `change` (another actor's committed write) right after the transition's first
-    read of the row, so its compare-and-set meets a row that moved on in between."""
-    from jobs import state_machine
-
-    original, calls = state_machine._rows.read, []
-
-    def read(job_id):
-        row = original(job_id)
-        calls.append(job_id)
-        if len(calls) == 1:
-            change()
-        return row
-
-    monkeypatch.setattr(state_machine._rows, "read", read)
-    return calls
-
-
 @pytest.mark.django_db
-def test_a_move_that_loses_a_race_is_judged_again_on_the_row_the_winner_left(user, monkeypatch):
-    job = make_job(user, S.CREATED)
-    calls = _change_after_first_read(monkeypatch, lambda: services.job_cancel(job=job, actor="user:owner"))
+def test_a_transient_error_retries_with_a_backoff_until_attempts_run_out(user):
+    job = JobFactory(owner=user, state=S.QUEUED, max_attempts=2)
 
-    # A move with a function of the row reads it first (the enqueue appends a task id).
-    assert services.job_enqueue(job_id=job.id, reason="created", actor="enqueuer") is None  # it is CANCELLED now
+    retrying, delay = job_after_transient_error(job=job_claim(job_id=job.id, worker="w1"), error=OSError("blink"),
+                                                traceback="tb", actor="worker:w1")
+    assert retrying.state == S.RETRYING and delay > 0 and retrying.next_attempt_at is not None
+    dead, delay = job_after_transient_error(job=job_claim(job_id=job.id, worker="w1"), error=OSError("again"),
+                                            traceback="tb", actor="worker:w1")
 
-    job.refresh_from_db()
-    assert len(calls) == 2  # the enqueue's read and its second (the cancel is one statement, no read)
-    assert job.state == S.CANCELLED and job.task_ids == [] and job.queued_at is None
-    assert list(job.events.values_list("from_state", "to_state")) == [(S.CREATED, S.CANCELLED)]
-
-
-@pytest.mark.django_db
-def test_a_row_touched_in_between_but_still_movable_is_moved_once(user, monkeypatch):
-    job = services.job_claim(job_id=make_job(user, S.QUEUED).id, worker="w1")
-    # A progress write between the read and the write: same state, new version.
-    calls = _change_after_first_read(monkeypatch, lambda: services.job_record_progress(job=job, bytes_read=5))
-
-    # (Changes given as a function of the row: this move reads it first.)
-    done = job_transition(job_id=job.id, to=S.COMPLETED, expected=S.PROCESSING, claim_token=job.claim_token,
-                          changes=lambda row: {"result": {"rows": 1}, "result_keys": ["k"]})
-
-    stored = Job.objects.get(pk=job.pk)
-    assert len(calls) == 2
-    assert done.state == stored.state == S.COMPLETED and stored.result == {"rows": 1}
-    assert stored.events.filter(to_state=S.COMPLETED).count() == 1
-
-
-def _count_reads(monkeypatch) -> list:
-    original, calls = state_machine._rows.read, []
-
-    def read(job_id):
-        calls.append(job_id)
-        return original(job_id)
-
-    monkeypatch.setattr(state_machine._rows, "read", read)
-    return calls
-
-
-@pytest.mark.django_db
-def test_a_current_copy_saves_the_read_and_a_stale_one_falls_back_to_it(user, monkeypatch):
-    claimed = services.job_claim(job_id=make_job(user, S.QUEUED).id, worker="w1")
-    reads = _count_reads(monkeypatch)
-    # Someone else's progress write: the row has a new version the worker's copy lacks.
-    services.job_record_progress(job=copy.copy(claimed), bytes_read=5)
-    stale = copy.copy(claimed)
-
-    done = services.job_complete(job=stale, result={"rows": 1}, result_keys=["k"], actor="worker:w1")
-
-    stored = Job.objects.get(pk=claimed.pk)
-    assert len(reads) == 1  # the copy's compare-and-set matched nothing; the row was read
-    assert done.state == stored.state == S.COMPLETED and stored.result == {"rows": 1}
-    assert stored.events.filter(to_state=S.COMPLETED).count() == 1
-    assert stale.state == S.PROCESSING  # the caller's copy is not modified
-
-    # A copy that is current (the worker's own progress writes keep it so) needs no read.
-    again = services.job_claim(job_id=make_job(user, S.QUEUED).id, worker="w1")
-    services.job_record_progress(job=again, bytes_read=5)
-    reads.clear()
-    services.job_complete(job=again, result={"rows": 2}, result_keys=["k"], actor="worker:w1")
-    assert reads == [] and Job.objects.get(pk=again.pk).state == S.COMPLETED
-
-    # As does the enqueue of a job its creator has just inserted.
-    created = make_job(user, S.CREATED)
-    queued = services.job_enqueue(job_id=created.id, reason="created", actor="enqueuer", current=created)
-    assert reads == [] and queued.state == Job.objects.get(pk=created.pk).state == S.QUEUED
-
-
-@pytest.mark.django_db
-def test_a_stale_copy_cannot_move_a_job_the_row_says_is_elsewhere(user, monkeypatch):
-    claimed = services.job_claim(job_id=make_job(user, S.QUEUED).id, worker="w1")
-    job_transition(job_id=claimed.id, to=S.QUEUED, expected=S.PROCESSING, reason="lease expired")
-    reads = _count_reads(monkeypatch)
-
-    with pytest.raises(TransitionRefused, match="is QUEUED, expected PROCESSING"):
-        services.job_complete(job=claimed, result={"rows": 1}, result_keys=["k"], actor="worker:w1")
-
-    stored = Job.objects.get(pk=claimed.pk)
-    assert len(reads) == 1 and stored.state == S.QUEUED and stored.result is None
-    assert not stored.events.filter(to_state=S.COMPLETED).exists()
-
-
-@pytest.mark.django_db
-def test_a_claim_is_one_statement_that_writes_what_a_read_and_write_would(user, monkeypatch):
-    retrying = make_job(user, S.QUEUED)
-    first = services.job_claim(job_id=retrying.id, worker="w0")
-    job_transition(job_id=retrying.id, to=S.RETRYING, expected=S.PROCESSING, claim_token=first.claim_token)
-    reads = _count_reads(monkeypatch)
-
-    claimed = services.job_claim(job_id=retrying.id, worker="w1")
-
-    stored = Job.objects.get(pk=retrying.pk)
-    assert reads == []
-    fields = [f.attname for f in Job._meta.concrete_fields]
-    assert [getattr(claimed, name) for name in fields] == [getattr(stored, name) for name in fields]
-    assert (stored.state, stored.attempts, stored.worker) == (S.PROCESSING, 2, "w1")
-    assert stored.claim_token not in (None, first.claim_token) and stored.lease_expires_at > stored.started_at
-    event = stored.events.order_by("-id").first()
-    assert (event.from_state, event.to_state, event.attempt, event.actor) == (S.RETRYING, S.PROCESSING, 2, "worker:w1")
-    assert claimed.transition_event.pk == event.pk and claimed.transition_event.from_state == S.RETRYING
-
-
-@pytest.mark.django_db
-def test_a_one_statement_move_that_finds_the_row_elsewhere_reads_it_to_say_why(user, monkeypatch):
-    cancelled = make_job(user, S.CANCELLED)
-    reads = _count_reads(monkeypatch)
-
-    assert services.job_claim(job_id=cancelled.id, worker="w1") is None
-    with pytest.raises(TransitionRefused, match="is CANCELLED, expected QUEUED/RETRYING"):
-        job_transition(job_id=cancelled.id, to=S.PROCESSING, expected=(S.QUEUED, S.RETRYING), changes={})
-    assert len(reads) == 2 and not cancelled.events.exists()
-    assert Job.objects.get(pk=cancelled.pk).attempts == 0
-
-    assert services.job_claim(job_id=uuid.uuid4(), worker="w1") is None  # no such job
-    # A worker's claim token is part of the one statement: another token moves nothing.
-    held = services.job_claim(job_id=make_job(user, S.QUEUED).id, worker="w1")
-    with pytest.raises(TransitionRefused, match="no longer held by this worker"):
-        job_transition(job_id=held.id, to=S.FAILED, expected=S.PROCESSING, claim_token=uuid.uuid4(),
-                       changes={"error_code": "x"})
-    assert Job.objects.get(pk=held.pk).state == S.PROCESSING
+    assert dead.state == S.DEAD and delay is None
+    letter = DeadLetter.objects.get(job=job)
+    assert "attempts exhausted (2/2)" in letter.reason and letter.attempts == 2

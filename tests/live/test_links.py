@@ -1,6 +1,6 @@
-"""The result link in live job payloads: reversed through the web pages' URLconf alone, so
-a Celery worker does not load the whole URLconf (the admin, the API's views and
-drf-spectacular) for it, and the same path the root URLconf gives."""
+"""The result link in live job payloads: a worker reverses it through its own URLconf (the
+web pages' alone, so it loads no admin, API views or drf-spectacular), and it is the same
+path the root URLconf gives."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def test_a_worker_reverses_the_link_without_loading_the_whole_urlconf():
         "print(sorted(m for m in ('jobplatform.urls', 'jobs.api.urls', 'jobs.api.views', 'drf_spectacular.views')"
         " if m in sys.modules))\n"
     )
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "jobplatform.settings"}
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "jobplatform.settings.worker"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     path, loaded = out.stdout.strip().splitlines()[-2:]

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 import storage
-from jobs import services
+from jobs.services import create as services
 from jobs.uploads.models import UploadSession
 from tests.uploads.conftest import MIB, TEST_UPLOAD_MAX_BYTES, error_of, open_uploads, stored_keys, token_headers
 

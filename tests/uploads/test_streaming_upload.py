@@ -10,8 +10,8 @@ import socket
 import pytest
 
 import storage
-from jobs import services
 from jobs.models import Job
+from jobs.services import create as services
 from tests.conftest import wait_until
 from tests.uploads.conftest import (
     MIB,

@@ -126,7 +126,7 @@ def test_the_job_page_shows_state_attempts_timeline_result_and_download(signed_i
 
 
 def test_a_failed_job_page_shows_its_error_and_a_retry_button(signed_in, user, make_job):
-    job = make_job(user, "FAILED", data=b"a,b\n\xff\xfe,1\n")
+    job = make_job(user, "FAILED", data=b"a,b\n\xff\xfe,1\n", run=True)
     content = signed_in.get(f"/jobs/{job.id}/").content.decode()
     assert job.error_message and job.error_message[:40] in content.replace("&#x27;", "'")
     assert f'action="/jobs/{job.id}/retry"' in content
@@ -170,7 +170,7 @@ def test_cancel_and_retry_need_a_post(signed_in, user, make_job):
 
 
 def test_another_user_cannot_cancel_or_retry_a_job(client, user, other_user, make_job):
-    queued, failed = make_job(user), make_job(user, "FAILED", data=b"\xff\xfe\x00")
+    queued, failed = make_job(user), make_job(user, "FAILED", data=b"\xff\xfe\x00", run=True)
     client.force_login(other_user)
     assert client.post(f"/jobs/{queued.id}/cancel").status_code == 404
     assert client.post(f"/jobs/{failed.id}/retry").status_code == 404
@@ -179,7 +179,7 @@ def test_another_user_cannot_cancel_or_retry_a_job(client, user, other_user, mak
 
 
 def test_retrying_a_failed_job_queues_it_again(signed_in, user, make_job):
-    job = make_job(user, "FAILED", data=b"\xff\xfe\x00")
+    job = make_job(user, "FAILED", data=b"\xff\xfe\x00", run=True)
     response = signed_in.post(f"/jobs/{job.id}/retry", follow=True)
     assert b"Job queued again." in response.content
     job.refresh_from_db()
@@ -244,7 +244,7 @@ def test_staff_see_dead_letters_with_reason_attempts_and_a_replay_button(client,
     job = make_job(user, "DEAD")
     client.force_login(staff_user)
     content = client.get("/dead-letters/").content.decode()
-    assert "attempts exhausted (test)" in content
+    assert "attempts exhausted" in content
     assert f'action="/dead-letters/{job.dead_letter.pk}/replay"' in content
 
 

@@ -4,7 +4,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 import storage
-from jobs import selectors, services
+from jobs import selectors
+from jobs.services.maintenance import job_prune
 
 
 class Command(BaseCommand):
@@ -28,7 +29,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"would remove {what}: {outputs} output object(s), input {job.input_key}")
                 removed += 1
                 continue
-            outcome = services.job_prune(job=job)
+            outcome = job_prune(job=job)
             if not outcome.removed:
                 self.stdout.write(f"kept {job.id}: it is no longer finished")
             elif outcome.error:

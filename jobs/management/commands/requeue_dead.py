@@ -2,9 +2,9 @@ import uuid
 
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs import services
+from jobs.errors import JobError
 from jobs.models import DeadLetter, JobState
-from jobs.services import JobError
+from jobs.services.actions import dead_letter_replay
 
 from ._options import parse_since
 
@@ -54,7 +54,7 @@ class Command(BaseCommand):
                 replayed += 1
                 continue
             try:
-                services.dead_letter_replay(dead_letter=letter, actor="command:requeue_dead")
+                dead_letter_replay(dead_letter=letter, actor="command:requeue_dead")
             except JobError as exc:
                 skipped += 1
                 self.stdout.write(f"skipped {job.id}: {exc.message}")

@@ -8,9 +8,9 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 import storage
-from jobs import services
+from jobs.errors import JobError
 from jobs.models import Job, JobState
-from jobs.services import JobError
+from jobs.services.create import job_create
 from processors import ProcessorError, get_processor
 
 CHUNK = 1024 * 1024
@@ -83,7 +83,7 @@ class Command(BaseCommand):
         except (OSError, storage.StorageError) as exc:
             raise CommandError(f"upload failed: {exc}") from None
         try:
-            job = services.job_create(owner=user, job_type=job_type, input_key=key, params=clean,
+            job = job_create(owner=user, job_type=job_type, input_key=key, params=clean,
                                       input_name=path.name).job
         except JobError as exc:
             storage.delete(bucket, key)  # no job names it: do not leave it behind

@@ -1,4 +1,6 @@
-"""Settings: every connection and limit comes from the environment, read here only.
+"""Settings every process shares: every connection and limit comes from the environment,
+read here only. Each process type names its own module, which starts from this one:
+jobplatform.settings.web (Uvicorn, manage.py) and jobplatform.settings.worker (Celery).
 
 Development defaults let `make run` and the tests work with nothing set. With DEBUG off,
 the process refuses to start without a real secret key or with the default S3 keys.
@@ -11,15 +13,14 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from dotenv import load_dotenv
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 # `make run` writes how to reach its embedded services here, so that `manage.py ...` in a
 # second terminal talks to the same stack. Values already in the environment win.
 _env_file = os.environ.get("JOBPLATFORM_ENV_FILE", str(BASE_DIR / ".data" / "runtime.env"))
 if _env_file and Path(_env_file).is_file():
-    from dotenv import load_dotenv
-
     load_dotenv(_env_file, override=False)
 
 
@@ -87,9 +88,6 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "jobplatform.urls"
-ASGI_APPLICATION = "jobplatform.asgi.application"
-
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
@@ -112,34 +110,22 @@ if not DATABASE_URL:
         "DATABASE_URL is not set. `make run` starts an embedded PostgreSQL and sets it; "
         "otherwise point it at a server, e.g. postgres://user:pass@127.0.0.1:5432/jobplatform"
     )
-# The ASGI web process runs each request's sync code in a fresh thread, so Django's
-# per-thread persistent connections would mean a new PostgreSQL connection (a forked
-# backend) per request. jobplatform/asgi.py turns on a per-process psycopg pool instead
-# (DB_POOL=1); Celery's prefork children keep one persistent connection each.
-DB_POOL = env_bool("DB_POOL", False)
-# With the pool, CONN_HEALTH_CHECKS makes the pool check a connection before handing it
-# out, so one that died with a PostgreSQL restart is replaced instead of failing a request.
+# Persistent per-thread connections, checked before reuse so that one that died with a
+# PostgreSQL restart is replaced instead of failing a request or a task.
 DATABASES = {"default": dj_database_url.parse(
-    DATABASE_URL, conn_max_age=0 if DB_POOL else env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True)}
-if DB_POOL:
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        "min_size": env_int("DB_POOL_MIN_SIZE", 2), "max_size": env_int("DB_POOL_MAX_SIZE", 20), "timeout": 10}
+    DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True)}
 # Parameters bound by the server, not quoted into the SQL text by psycopg (Django's default
-# for psycopg 3): no Python-side quoting of every value (~6% of a job create's CPU), and
-# psycopg prepares a statement a connection runs five times, so PostgreSQL stops parsing
-# and planning the same transition again. Set DB_SERVER_SIDE_BINDING=0 behind PgBouncer in
+# for psycopg 3): no Python-side quoting of every value, and psycopg prepares a statement a
+# connection runs five times. Set DB_SERVER_SIDE_BINDING=0 behind PgBouncer in
 # transaction-pooling mode, which cannot keep prepared statements.
 if env_bool("DB_SERVER_SIDE_BINDING", True):
     DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-# Threads that run the web process's sync request code (jobplatform/handlers.py): at most
-# this many requests are in views at once, and each holds at most one pooled connection.
-WEB_THREADS = env_int("WEB_THREADS", 16)
 
 # --- redis: broker, channel layer, cache ---------------------------------------------------
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
 
-CACHES = {"default": {"BACKEND": "jobplatform.cache.SharedRedisCache", "LOCATION": REDIS_URL}}
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 
 CHANNEL_LAYERS = {
     "default": {
@@ -167,9 +153,6 @@ S3_KEY_PREFIX = (env("S3_KEY_PREFIX", "") or "").strip("/")
 S3_MAX_ATTEMPTS = env_int("S3_MAX_ATTEMPTS", 5)
 S3_CONNECT_TIMEOUT = env_int("S3_CONNECT_TIMEOUT", 5)
 S3_READ_TIMEOUT = env_int("S3_READ_TIMEOUT", 60)
-# The HEAD, GET and single PUT of small objects skip the botocore client pipeline
-# (storage/fast.py) where they can: path-style to S3_ENDPOINT_URL with static keys.
-S3_FAST_PATH = env_bool("S3_FAST_PATH", True)
 LOCAL_STORAGE_ROOT = Path(env("LOCAL_STORAGE_ROOT", str(BASE_DIR / ".data" / "objects")))
 if not DEBUG and STORAGE_BACKEND == "s3" and S3_ACCESS_KEY_ID == DEFAULT_S3_ACCESS_KEY:
     raise ImproperlyConfigured(
@@ -226,44 +209,31 @@ PROCESSOR_MODULES = [m.strip() for m in env("PROCESSOR_MODULES", "").split(",") 
 
 # --- celery --------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL)
-if CELERY_BROKER_URL.split("://", 1)[0] in ("redis", "rediss"):
-    CELERY_BROKER_TRANSPORT = "jobplatform.broker:Transport"  # kombu's, with one publishing client per channel
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
-# One result-backend object per process, not per thread: under ASGI each request runs in a
-# new thread, and a thread-local backend was rebuilt for every job published (4% of a
-# create's CPU). The Django database backend keeps no per-thread state of its own; its
-# queries go through Django's per-thread connections.
+# One result-backend object per process, not per thread: the Django database backend keeps
+# no per-thread state of its own (its queries use Django's per-thread connections), and a
+# thread-local one would be rebuilt in every web thread that publishes a job.
 CELERY_RESULT_BACKEND_THREAD_SAFE = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "jobs"
 CELERY_TASK_ROUTES = {
     "jobs.run_job": {"queue": "jobs"},
     "jobs.sweep": {"queue": "maintenance"},
-    "jobs.noop": {"queue": "jobs"},
     # Parked messages of dead jobs; no worker consumes this queue unless asked to.
     "jobs.dead_letter": {"queue": "dead-letter"},
 }
 # The job row already says PROCESSING; a STARTED TaskResult row would be one more write per job.
 CELERY_TASK_TRACK_STARTED = False
-# Celery's Django fixup closes every database connection after every task unless this is
-# set, so each task (each job run, each no-op) paid for a new PostgreSQL session. With it,
-# the fixup closes them only every 2 x this many tasks; jobs.tasks closes broken or
-# expired ones after each task instead, as Django does after each request.
-CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The lease sweeper, not Redis' visibility timeout, recovers jobs from dead workers; keep
 # the timeout above the longest hard time limit so Redis does not redeliver live work.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE = {
-    "sweep": {"task": "jobs.sweep", "schedule": float(SWEEP_INTERVAL_SECONDS)},
-}
 
 # --- web -----------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -271,8 +241,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 # For test runs only (tests/stack_plugin.py sets it, and the workers and servers the tests
-# start inherit it): at Django's 1,000,000 PBKDF2 iterations one password costs ~0.4 s of
-# CPU, and the suite creates hundreds of users. Never set it for a real deployment.
+# start inherit it): at Django's PBKDF2 iterations one password costs ~0.4 s of CPU, and
+# the suite creates hundreds of users. Never set it for a real deployment.
 if env_bool("DJANGO_INSECURE_FAST_PASSWORD_HASHING", False):
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGIN_URL = "login"
@@ -294,9 +264,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
 REST_FRAMEWORK = {
+    # Token first: an anonymous request then gets 401 with WWW-Authenticate, not a bare 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "jobs.api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
@@ -308,6 +279,10 @@ REST_FRAMEWORK = {
         "upload": env("THROTTLE_UPLOAD", "60/min"),
     },
 }
+# The throttles (jobs/api/throttles.py) count in the default cache; a count the cache could
+# not give lets the request through, as a Redis outage does.
+RATELIMIT_FAIL_OPEN = True
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "jobplatform API",
     "DESCRIPTION": "Upload files, run processing jobs on them, and download the results.",

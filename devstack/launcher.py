@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from jobplatform.devstack import Stack, die_with_parent
+from devstack.servers import Stack, die_with_parent
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("JOBPLATFORM_DATA_DIR", ROOT / ".data"))
@@ -66,8 +66,12 @@ def write_runtime_env(env: dict) -> None:
     path.chmod(0o600)
 
 
+WEB_SETTINGS = {"DJANGO_SETTINGS_MODULE": "jobplatform.settings.web"}
+WORKER_SETTINGS = {"DJANGO_SETTINGS_MODULE": "jobplatform.settings.worker"}
+
+
 def manage(env: dict, *args: str) -> None:
-    subprocess.run([PY, str(ROOT / "manage.py"), *args], env=env, check=True, cwd=ROOT)
+    subprocess.run([PY, str(ROOT / "manage.py"), *args], env={**env, **WEB_SETTINGS}, check=True, cwd=ROOT)
 
 
 def main() -> int:
@@ -97,19 +101,19 @@ def main() -> int:
         manage(env, "bootstrap_admin", "--password-file", str(DATA / "admin-password"))
         logs = DATA / "logs"
         logs.mkdir(exist_ok=True)
-        commands = {
-            "web": [PY, "-m", "uvicorn", "jobplatform.asgi:application", "--host", host, "--port", str(port),
-                    "--no-access-log", "--timeout-graceful-shutdown", "5"],
-            "worker": [PY, "-m", "celery", "-A", "jobplatform", "worker", "-Q", "jobs,maintenance",
-                       "--concurrency", os.environ.get("WORKER_CONCURRENCY", "2"), "--loglevel", "INFO",
-                       "-n", "worker@%h"],
-            "beat": [PY, "-m", "celery", "-A", "jobplatform", "beat", "--loglevel", "INFO",
-                     "-s", str(DATA / "celerybeat-schedule")],
+        commands = {  # name: (command, settings)
+            "web": ([PY, "-m", "uvicorn", "jobplatform.asgi:application", "--host", host, "--port", str(port),
+                     "--no-access-log", "--timeout-graceful-shutdown", "5"], WEB_SETTINGS),
+            "worker": ([PY, "-m", "celery", "-A", "jobplatform", "worker", "-Q", "jobs,maintenance",
+                        "--concurrency", os.environ.get("WORKER_CONCURRENCY", "2"), "--loglevel", "INFO",
+                        "-n", "worker@%h"], WORKER_SETTINGS),
+            "beat": ([PY, "-m", "celery", "-A", "jobplatform", "beat", "--loglevel", "INFO",
+                      "-s", str(DATA / "celerybeat-schedule")], WORKER_SETTINGS),
         }
-        for name, cmd in commands.items():
+        for name, (cmd, settings) in commands.items():
             # Own session, so the terminal's Ctrl-C reaches only us and we stop them in order;
             # and a SIGTERM if we die without doing so.
-            children.append(subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True,
+            children.append(subprocess.Popen(cmd, env={**env, **settings}, cwd=ROOT, start_new_session=True,
                                              preexec_fn=die_with_parent(signal.SIGTERM)))
             say(f"started {name} (pid {children[-1].pid})")
         say("")

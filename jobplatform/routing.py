@@ -1,0 +1,18 @@
+"""The ASGI protocol router around Django's views. Import it after Django is set up (the
+consumers it routes to import models)."""
+
+from channels.auth import AuthMiddlewareStack
+from channels.routing import ProtocolTypeRouter, URLRouter
+from channels.security.websocket import AllowedHostsOriginValidator
+from django.urls import re_path
+
+from jobs.routing import http_urlpatterns, websocket_urlpatterns
+
+
+def protocol_router(django_app) -> ProtocolTypeRouter:
+    return ProtocolTypeRouter({
+        # Upload paths go to a consumer that streams each body chunk into S3 as it arrives;
+        # plain Django would spool the whole body to disk first.
+        "http": URLRouter([*http_urlpatterns, re_path(r"", django_app)]),
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    })

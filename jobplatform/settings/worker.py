@@ -1,0 +1,21 @@
+"""Settings of Celery workers and beat.
+
+A worker serves no pages: its URLconf is the web pages' alone, which the result link in a
+live update is reversed through. The root URLconf would import the admin, the API's views
+and drf-spectacular into every pool process (Django's system checks at worker start import
+the URLconf too).
+"""
+
+from .base import *  # noqa: F403
+from .base import SWEEP_INTERVAL_SECONDS, env_int
+
+ROOT_URLCONF = "jobs.web.urls"
+
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fixup closes every database connection after every task unless this is
+# set; with it, only every 2 x this many tasks. jobs.tasks closes broken or expired ones
+# after each task instead, as Django does after each request.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
+CELERY_BEAT_SCHEDULE = {
+    "sweep": {"task": "jobs.sweep", "schedule": float(SWEEP_INTERVAL_SECONDS)},
+}

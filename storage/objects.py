@@ -1,0 +1,256 @@
+"""The S3 data path: reads, writes, listings and deletes through obstore.
+
+obstore (the Rust object_store crate's bindings) costs about as much client CPU per small
+request as the request itself and adds 9 MiB to a process; boto3 costs several times the
+CPU and 41 MiB, so processes that only move objects (the workers) never load it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import TYPE_CHECKING, BinaryIO
+
+import obstore
+from django.conf import settings
+from obstore.exceptions import BaseError, PermissionDeniedError, UnauthenticatedError
+from obstore.store import S3Store
+
+from .errors import AccessDenied, ObjectNotFound, StorageError, StorageUnavailable
+from .types import ObjectInfo
+
+if TYPE_CHECKING:
+    from obstore import Attributes, WritableFile
+
+MIN_PART_SIZE = 8 * 1024 * 1024
+MAX_PART_SIZE = 64 * 1024 * 1024
+READ_CHUNK = 256 * 1024
+# Attributes S3 stores as headers of their own; every other attribute is user metadata.
+_STANDARD_ATTRIBUTES = {"Content-Type", "Content-Disposition", "Content-Encoding", "Content-Language",
+                        "Cache-Control", "Storage-Class"}
+
+_stores: dict[tuple, S3Store] = {}
+_stores_lock = threading.Lock()
+_requests_from: int | None = None  # the pid that sent the first request
+
+
+def _config() -> tuple:
+    return (settings.S3_ENDPOINT_URL, settings.S3_ACCESS_KEY_ID, settings.S3_SECRET_ACCESS_KEY,
+            settings.S3_REGION, settings.S3_ADDRESSING_STYLE, settings.S3_MAX_ATTEMPTS,
+            settings.S3_CONNECT_TIMEOUT, settings.S3_READ_TIMEOUT)
+
+
+def _build(bucket: str) -> S3Store:
+    """One store per bucket, process and configuration; stores are thread-safe and keep
+    their connections. Keyed by configuration so a changed setting takes effect."""
+    key = (os.getpid(), bucket, *_config())
+    store = _stores.get(key)
+    if store is None:
+        with _stores_lock:
+            store = _stores.get(key)
+            if store is None:
+                store = _stores[key] = _make_store(bucket)
+    return store
+
+
+def _make_store(bucket: str) -> S3Store:
+    endpoint = settings.S3_ENDPOINT_URL
+    virtual_hosted = settings.S3_ADDRESSING_STYLE == "virtual" or (
+        settings.S3_ADDRESSING_STYLE == "auto" and not endpoint)
+    options = {} if endpoint is None else {"endpoint": endpoint}
+    return S3Store(
+        bucket,
+        access_key_id=settings.S3_ACCESS_KEY_ID,
+        secret_access_key=settings.S3_SECRET_ACCESS_KEY,
+        region=settings.S3_REGION,
+        virtual_hosted_style_request=virtual_hosted,
+        client_options={
+            "allow_http": bool(endpoint and endpoint.startswith("http://")),
+            "connect_timeout": timedelta(seconds=settings.S3_CONNECT_TIMEOUT),
+            # A stalled read is caught by read_timeout; the whole-request timeout must
+            # outlast a streamed GET of a large object, which can take many minutes.
+            "read_timeout": timedelta(seconds=settings.S3_READ_TIMEOUT),
+            "timeout": timedelta(hours=24),
+        },
+        retry_config={"max_retries": max(0, settings.S3_MAX_ATTEMPTS - 1),
+                      "retry_timeout": timedelta(minutes=3)},
+        **options,
+    )
+
+
+def store(bucket: str) -> S3Store:
+    """The store for a bucket, for sending a request now."""
+    global _requests_from
+    pid = os.getpid()
+    if _requests_from is None:
+        _requests_from = pid
+    elif _requests_from != pid:
+        # obstore's Tokio runtime starts with the first request and its threads do not
+        # survive fork: a forked child would hang on its first request instead.
+        raise RuntimeError("object storage was used before this process was forked; obstore's runtime "
+                           "does not survive fork, so a prefork parent must not send S3 requests")
+    return _build(bucket)
+
+
+def warm_up() -> None:
+    """Builds the process's stores (no request is sent, so a prefork parent may call it)."""
+    _build(settings.S3_INPUT_BUCKET)
+    _build(settings.S3_OUTPUT_BUCKET)
+
+
+def translate(exc: Exception, what: str) -> StorageError:
+    """obstore's errors as ours: transient ones become StorageUnavailable."""
+    if isinstance(exc, FileNotFoundError):
+        return ObjectNotFound(f"{what}: not found")
+    if isinstance(exc, (PermissionDeniedError, UnauthenticatedError)):
+        return AccessDenied(f"{what}: access denied by object storage")
+    if isinstance(exc, ValueError):
+        return StorageError(f"{what}: not a valid object key ({exc})"[:300])
+    # obstore has already retried connection errors, timeouts and 5xx answers; what is
+    # left is one generic error type, so treat it as the store being unavailable.
+    summary = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    return StorageUnavailable(f"{what}: object storage unreachable or failing: {summary}")
+
+
+@contextmanager
+def errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (BaseError, OSError, ValueError) as exc:
+        raise translate(exc, what) from exc
+
+
+def _info(bucket: str, key: str, meta, attributes: Attributes) -> ObjectInfo:
+    return ObjectInfo(bucket=bucket, key=key, size=meta["size"], etag=(meta.get("e_tag") or "").strip('"'),
+                      content_type=attributes.get("Content-Type", ""),
+                      metadata={k: v for k, v in attributes.items() if k not in _STANDARD_ATTRIBUTES})
+
+
+def head(bucket: str, key: str) -> ObjectInfo:
+    with errors(f"s3://{bucket}/{key}"):
+        result = obstore.get(store(bucket), key, options={"head": True})
+    return _info(bucket, key, result.meta, result.attributes)
+
+
+class ObjectReader(io.RawIOBase):
+    """A stream of one object's bytes; obstore resumes a cut connection with a Range request."""
+
+    def __init__(self, bucket: str, key: str):
+        self.what = f"s3://{bucket}/{key}"
+        with errors(self.what):
+            self.result = obstore.get(store(bucket), key)
+            self.chunks = iter(self.result.stream(min_chunk_size=READ_CHUNK))
+        self.size = self.result.meta["size"]
+        self.pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if not self.pending:
+            with errors(self.what):
+                chunk = next(self.chunks, None)
+            if chunk is None:
+                return 0
+            self.pending = memoryview(chunk)
+        n = min(len(buffer), len(self.pending))
+        buffer[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        return n
+
+    def close(self) -> None:
+        self.chunks = iter(())
+        self.pending = memoryview(b"")
+        super().close()
+
+
+def open_read(bucket: str, key: str) -> BinaryIO:
+    return io.BufferedReader(ObjectReader(bucket, key), buffer_size=1024 * 1024)
+
+
+class _Aborted(Exception):
+    """Given to obstore's writer on exit, which aborts its multipart upload."""
+
+
+class Writer:
+    """A writable stream into S3 with bounded memory, for objects of any size.
+
+    obstore's multipart writer holds at most (parts in flight + 1) x part size and sends a
+    body smaller than one part as a single PUT. No object exists until commit(); abort()
+    leaves no open multipart upload.
+    """
+
+    def __init__(self, bucket: str, key: str, *, content_type: str = "application/octet-stream",
+                 metadata: dict | None = None):
+        self.bucket, self.key, self.what = bucket, key, f"s3://{bucket}/{key}"
+        self.content_type, self.metadata = content_type, dict(metadata or {})
+        self.part_size = min(max(settings.UPLOAD_PART_SIZE, MIN_PART_SIZE), MAX_PART_SIZE)
+        self.bytes_written = 0
+        self.finished = False
+        with errors(self.what):
+            self.file: WritableFile = obstore.open_writer(
+                store(bucket), key, attributes={"Content-Type": content_type, **self.metadata},
+                buffer_size=self.part_size, max_concurrency=max(1, settings.UPLOAD_MAX_PARTS_IN_FLIGHT))
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        with errors(self.what):
+            n = self.file.write(data)
+        self.bytes_written += n
+        return n
+
+    def commit(self) -> ObjectInfo:
+        self.finished = True
+        with errors(self.what):
+            self.file.close()
+        info = head(self.bucket, self.key)
+        return ObjectInfo(bucket=self.bucket, key=self.key, size=self.bytes_written, etag=info.etag,
+                          content_type=self.content_type, metadata=self.metadata)
+
+    def abort(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        with errors(self.what):
+            self.file.__exit__(_Aborted, _Aborted(), None)  # the context-manager exit that aborts
+
+
+def put_bytes(bucket: str, key: str, data: bytes, content_type: str) -> ObjectInfo:
+    with errors(f"s3://{bucket}/{key}"):
+        result = obstore.put(store(bucket), key, data, attributes={"Content-Type": content_type})
+    return ObjectInfo(bucket=bucket, key=key, size=len(data), etag=(result["e_tag"] or "").strip('"'),
+                      content_type=content_type, metadata={})
+
+
+def delete(bucket: str, key: str) -> None:
+    with errors(f"s3://{bucket}/{key}"):
+        obstore.delete(store(bucket), key)
+
+
+def list_keys(bucket: str, prefix: str = "") -> list[str]:
+    # object_store lists by whole path segments; list the enclosing folder and match the
+    # rest of the prefix here, so "a/b" finds "a/b.csv" as S3's own prefix would.
+    folder = prefix.rsplit("/", 1)[0] if "/" in prefix else None
+    with errors(f"s3://{bucket}/{prefix}"):
+        return [meta["path"] for batch in obstore.list(store(bucket), prefix=folder or None, chunk_size=1000)
+                for meta in batch if meta["path"].startswith(prefix)]
+
+
+def delete_prefix(bucket: str, prefix: str) -> int:
+    keys = list_keys(bucket, prefix)
+    with errors(f"s3://{bucket}/{prefix}"):
+        for start in range(0, len(keys), 1000):
+            obstore.delete(store(bucket), keys[start:start + 1000])
+    return len(keys)
+
+
+def check() -> None:
+    """One cheap listing: the server answers, the bucket exists, the keys are accepted."""
+    with errors("object storage"):
+        obstore.list_with_delimiter(store(settings.S3_INPUT_BUCKET), prefix="readyz-probe")

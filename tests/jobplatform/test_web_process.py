@@ -3,6 +3,7 @@ connection between requests (a real Uvicorn against the test database)."""
 
 from __future__ import annotations
 
+import psutil
 import pytest
 from django.db import connection
 from rest_framework.authtoken.models import Token
@@ -10,11 +11,12 @@ from rest_framework.authtoken.models import Token
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def backends_of_others() -> set[int]:
+def backends_of(pid: int) -> set[int]:
+    """The PostgreSQL backends serving the connections of process `pid`."""
+    ports = {c.laddr.port for c in psutil.Process(pid).net_connections(kind="inet") if c.raddr}
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                       "AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
-        return {row[0] for row in cursor.fetchall()}
+        cursor.execute("SELECT pid, client_port FROM pg_stat_activity WHERE datname = current_database()")
+        return {backend for backend, port in cursor.fetchall() if port in ports}
 
 
 def test_the_web_process_keeps_one_database_connection_per_thread_between_requests(start_web_server, user):
@@ -22,9 +24,9 @@ def test_the_web_process_keeps_one_database_connection_per_thread_between_reques
     server = start_web_server(WEB_THREADS="2")
     with server.client(headers={"Authorization": f"Token {key}"}) as client:
         assert all(client.get("/api/v1/jobs/").status_code == 200 for _ in range(20))
-        first = backends_of_others()
+        first = backends_of(server.proc.pid)
         assert all(client.get("/api/v1/jobs/").status_code == 200 for _ in range(20))
-        second = backends_of_others()
+        second = backends_of(server.proc.pid)
 
     assert 1 <= len(first) <= 2
     assert second == first

@@ -160,30 +160,10 @@ if not DEBUG and STORAGE_BACKEND == "s3" and S3_ACCESS_KEY_ID == DEFAULT_S3_ACCE
         "set real credentials (or STORAGE_BACKEND=local)."
     )
 
-_s3_options = {
-    "access_key": S3_ACCESS_KEY_ID,
-    "secret_key": S3_SECRET_ACCESS_KEY,
-    "endpoint_url": S3_ENDPOINT_URL,
-    "region_name": S3_REGION,
-    "addressing_style": S3_ADDRESSING_STYLE,
-    "signature_version": "s3v4",
-    "file_overwrite": True,
-    "querystring_auth": True,
-}
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
-if STORAGE_BACKEND == "s3":
-    STORAGES["inputs"] = {"BACKEND": "storages.backends.s3.S3Storage",
-                          "OPTIONS": {**_s3_options, "bucket_name": S3_INPUT_BUCKET}}
-    STORAGES["outputs"] = {"BACKEND": "storages.backends.s3.S3Storage",
-                           "OPTIONS": {**_s3_options, "bucket_name": S3_OUTPUT_BUCKET}}
-else:
-    STORAGES["inputs"] = {"BACKEND": "django.core.files.storage.FileSystemStorage",
-                          "OPTIONS": {"location": str(LOCAL_STORAGE_ROOT / S3_INPUT_BUCKET)}}
-    STORAGES["outputs"] = {"BACKEND": "django.core.files.storage.FileSystemStorage",
-                           "OPTIONS": {"location": str(LOCAL_STORAGE_ROOT / S3_OUTPUT_BUCKET)}}
 
 # Streaming upload: parts of 8..64 MiB, a bounded number in flight.
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 5 * 1024**3)

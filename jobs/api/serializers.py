@@ -103,7 +103,7 @@ class JobSerializer(serializers.Serializer):
         Every API response about a job passes through here (the create included), and
         the generic path deep-copies the whole field tree for each serializer instance:
         that was a fifth of the create request's CPU. The fields above stay the schema;
-        tests/api/test_serializers.py checks that both paths give identical output.
+        tests/jobs/api/test_serializers.py checks that both paths give identical output.
         """
         return {
             "id": str(job.id),

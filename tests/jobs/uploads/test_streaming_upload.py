@@ -13,7 +13,7 @@ import storage
 from jobs.models import Job
 from jobs.services import create as services
 from tests.conftest import wait_until
-from tests.uploads.conftest import (
+from tests.jobs.uploads.conftest import (
     MIB,
     TEST_UPLOAD_MAX_BYTES,
     error_of,

@@ -19,7 +19,7 @@ from jobs import notify
 from jobs.models import Job, JobState
 from jobs.services.actions import job_cancel
 from jobs.services.create import job_create
-from tests.live.sockets import WebSocketClient
+from tests.jobs.live.sockets import WebSocketClient
 from tests.support.deadlines import within
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -10,7 +10,7 @@ import pytest
 import storage
 from jobs.services import create as services
 from jobs.uploads.models import UploadSession
-from tests.uploads.conftest import MIB, TEST_UPLOAD_MAX_BYTES, error_of, open_uploads, stored_keys, token_headers
+from tests.jobs.uploads.conftest import MIB, TEST_UPLOAD_MAX_BYTES, error_of, open_uploads, stored_keys, token_headers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

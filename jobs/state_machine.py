@@ -94,15 +94,22 @@ def _check(job: Job, *, to: str, expected: set[str] | None, claim_token: uuid.UU
         raise TransitionRefused(f"job {job.id} is no longer held by this worker", job=job)
 
 
-def _compare_and_set(job: Job, *, to: str, changes: dict[str, Any] | None, claim_token: uuid.UUID | None,
-                     reason: str, actor: str) -> Job | None:
-    """Writes the move if the row is still at the version `job` holds; None if it is not."""
-    from_state, now = job.state, timezone.now()
+def _move_values(job: Job, to: str, changes: dict[str, Any] | None, now) -> dict[str, Any]:
+    """Every column a move to `to` sets: the caller's changes, the state and its version, and
+    what the target state implies (a queue time; a finished job holds no lease)."""
     values = {**(changes or {}), "state": to, "updated_at": now, "version": job.version + 1}
     if to == S.QUEUED:
         values["queued_at"] = now
     if to in TERMINAL_STATES:
         values |= {"finished_at": now, "lease_expires_at": None, "claim_token": None}
+    return values
+
+
+def _compare_and_set(job: Job, *, to: str, changes: dict[str, Any] | None, claim_token: uuid.UUID | None,
+                     reason: str, actor: str) -> Job | None:
+    """Writes the move if the row is still at the version `job` holds; None if it is not."""
+    from_state = job.state
+    values = _move_values(job, to, changes, timezone.now())
     held = {"claim_token": claim_token} if claim_token is not None else {}
     # No savepoint inside a caller's transaction: a failure here fails that transaction.
     with transaction.atomic(savepoint=False):
@@ -112,8 +119,39 @@ def _compare_and_set(job: Job, *, to: str, changes: dict[str, Any] | None, claim
             setattr(job, name, value)
         event = JobEvent.objects.create(job_id=job.pk, from_state=from_state, to_state=to, reason=reason[:4000],
                                         attempt=job.attempts, actor=actor[:255])
+    return _moved(job, event)
+
+
+def _moved(job: Job, event: JobEvent) -> Job:
     job.transition_event = event
     logger.info("job.transition job_id=%s from=%s to=%s attempt=%s actor=%s reason=%s",
-                job.id, from_state, to, job.attempts, actor, reason[:200])
+                job.id, event.from_state, event.to_state, job.attempts, event.actor, event.reason[:200])
     transaction.on_commit(lambda: job_changed(job, event=event))
     return job
+
+
+def job_insert(*, job: Job, actor: str, then: str | None = None, then_actor: str = "system",
+               changes: dict[str, Any] | None = None) -> list[JobEvent]:
+    """Writes a new job, CREATED, with its event; with `then`, already moved on to that state
+    (as ALLOWED permits from CREATED) with its own event, in the same transaction. Nobody
+    can see the row before both are written, so the move needs no compare-and-set: a job
+    created outside a caller's transaction is queued at once. Returns the events, oldest
+    first; the job carries the last as `transition_event`."""
+    if job.state != S.CREATED:
+        raise TransitionRefused(f"a new job starts CREATED, not {job.state}", job=job)
+    events = [JobEvent(job=job, from_state="", to_state=S.CREATED, reason="created", attempt=job.attempts,
+                       actor=actor[:255])]
+    if then is not None:
+        if not is_allowed(S.CREATED, then):
+            raise TransitionRefused(f"a new job cannot move from CREATED to {then}", job=job)
+        for name, value in _move_values(job, then, changes, timezone.now()).items():
+            setattr(job, name, value)
+        events.append(JobEvent(job=job, from_state=S.CREATED, to_state=then, reason="created",
+                               attempt=job.attempts, actor=then_actor[:255]))
+    # A savepoint inside a caller's transaction: a refused insert (a reused Idempotency-Key)
+    # leaves that transaction usable.
+    with transaction.atomic():
+        job.save(force_insert=True)
+        JobEvent.objects.bulk_create(events)
+    _moved(job, events[-1])
+    return events

@@ -125,7 +125,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- redis: broker, channel layer, cache ---------------------------------------------------
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+# django-redis keeps one connection pool per process: Django's own Redis cache builds its pool
+# on the cache object, which Django makes anew for every request served from a thread pool, so
+# each throttled request opened a new Redis connection.
+CACHES = {"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": REDIS_URL}}
 
 CHANNEL_LAYERS = {
     "default": {

@@ -11,6 +11,7 @@ import logging
 
 import redis
 from django_ratelimit.core import get_usage
+from django_redis.exceptions import ConnectionInterrupted
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
@@ -32,7 +33,7 @@ class JobCreateThrottle(BaseThrottle):
         rate = api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
         try:
             usage = get_usage(request, group=self.scope, key=_user_key, rate=rate, increment=True)
-        except redis.RedisError:
+        except (redis.RedisError, ConnectionInterrupted):
             # Redis is down or restarting: let the request through rather than fail it. A
             # job created now is committed, and the sweeper publishes it once Redis is back.
             logger.warning("throttle.unavailable scope=%s", self.scope, exc_info=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -18,7 +19,8 @@ from processors.base import ProcessorError
 
 from ..errors import JobError
 from ..models import Job, JobEvent, JobState
-from .queue import job_enqueue
+from ..state_machine import job_insert
+from .queue import job_publish, queue_changes
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +37,8 @@ class CreateResult:
 def job_create(*, owner: AbstractBaseUser, job_type: str, input_key: str, input_bucket: str | None = None,
                params: dict | None = None, idempotency_key: str | None = None, input_name: str = "",
                max_attempts: int | None = None) -> CreateResult:
-    """Validates everything up front, then writes the CREATED row and queues it in one
-    transaction; the run message is published once that commits."""
+    """Validates everything up front, then writes the row CREATED and QUEUED, with both
+    events, in one transaction; the run message is published once that commits."""
     bucket = input_bucket or storage.input_bucket()
     if not isinstance(job_type, str) or not job_type:
         raise JobError("job_type is required", code="invalid_job_type")
@@ -67,15 +69,11 @@ def job_create(*, owner: AbstractBaseUser, job_type: str, input_key: str, input_
               input_name=input_name or storage.safe_filename(input_key.rsplit("/", 1)[-1]),
               progress_total=info.size, max_attempts=max_attempts or settings.JOB_MAX_ATTEMPTS,
               idempotency_key=idempotency_key, request_fingerprint=fingerprint)
+    task_id = str(uuid.uuid4())
     try:
-        # A savepoint inside a caller's transaction: a reused Idempotency-Key leaves it usable.
-        with transaction.atomic():
-            job.save(force_insert=True)
-            created = JobEvent.objects.create(job=job, from_state="", to_state=JobState.CREATED, reason="created",
-                                              attempt=job.attempts, actor=f"user:{owner.pk}"[:255])
-            queued = job_enqueue(job_id=job.id, reason="created", actor="enqueuer", current=job)
-            if queued is None:  # a row this transaction just wrote cannot have moved on
-                raise RuntimeError(f"job {job.id} could not be queued")
+        created, queued = job_insert(job=job, actor=f"user:{owner.pk}", then=JobState.QUEUED, then_actor="enqueuer",
+                                     changes=queue_changes(job, task_id))
+        transaction.on_commit(lambda: job_publish(job=job, task_id=task_id))
     except IntegrityError:
         # Two requests with one Idempotency-Key raced; the other one's row stands.
         existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
@@ -83,7 +81,7 @@ def job_create(*, owner: AbstractBaseUser, job_type: str, input_key: str, input_
             raise
         return _same_request(existing, fingerprint)
     logger.info("job.created job_id=%s type=%s owner=%s size=%s", job.id, job_type, owner.pk, info.size)
-    return CreateResult(job=queued, created=True, events=[created, queued.transition_event])
+    return CreateResult(job=job, created=True, events=[created, queued])
 
 
 def _fingerprint(job_type: str, bucket: str, key: str, params: Any) -> str:

@@ -24,11 +24,9 @@ PUBLISH_TIMEOUT = 2.0  # seconds
 
 
 def user_group(user_id: int) -> str:
+    """Every change of a user's jobs goes to this one group: one publish per change. A socket
+    watching one job (its owner's or staff's) joins its owner's group and keeps that job's."""
     return f"jobs.user.{user_id}"
-
-
-def job_group(job_id) -> str:
-    return f"jobs.job.{job_id}"
 
 
 def download_path(job_id) -> str:
@@ -97,10 +95,11 @@ class _Sender:
             groups, message = await self.queue.get()
             try:
                 layer = get_channel_layer()  # looked up each time: a settings change replaces the layer
-                for group in groups:
-                    # Bounded, so that a Redis that stopped answering holds up later
-                    # notifications for seconds, not until the connection gives up.
-                    await asyncio.wait_for(layer.group_send(group, message), PUBLISH_TIMEOUT)
+                # Bounded, so that a Redis that stopped answering holds up later
+                # notifications for seconds, not until the connection gives up.
+                async with asyncio.timeout(PUBLISH_TIMEOUT):
+                    for group in groups:
+                        await layer.group_send(group, message)
             except Exception:  # a notification must never fail the state change it reports
                 _failures.inc()
                 logger.warning("notify.failed groups=%s", groups, exc_info=True)
@@ -131,7 +130,7 @@ def _get_sender() -> _Sender:
 def _send(job: Job, message: dict) -> None:
     if get_channel_layer() is None:
         return
-    _get_sender().send([job_group(job.id), user_group(job.owner_id)], message)
+    _get_sender().send([user_group(job.owner_id)], message)
 
 
 def flush(timeout: float = 5.0) -> bool:

@@ -51,8 +51,12 @@ class _JobSocket(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         return None
 
+    def wants(self, job: dict) -> bool:
+        return True
+
     async def job_update(self, event: dict) -> None:
-        await self.send(text_data=json.dumps({"type": "job.update", "job": event["job"]}))
+        if self.wants(event["job"]):
+            await self.send(text_data=json.dumps({"type": "job.update", "job": event["job"]}))
 
 
 class JobListConsumer(_JobSocket):
@@ -70,7 +74,13 @@ class JobListConsumer(_JobSocket):
 
 
 class JobDetailConsumer(_JobSocket):
-    """One job: its owner's, or any job for staff."""
+    """One job: its owner's, or any job for staff. Changes arrive through the owner's group
+    (notify.user_group), filtered here to this job."""
+
+    job_id: str = ""
+
+    def wants(self, job: dict) -> bool:
+        return job["id"] == self.job_id
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -83,7 +93,8 @@ class JobDetailConsumer(_JobSocket):
         except JobError:
             await self.refuse(CLOSE_NOT_FOUND)
             return
-        await self.subscribe(notify.job_group(job.id))  # the canonical id: notify sends to that group
+        self.job_id = str(job.id)  # the canonical form, as notify's payload carries it
+        await self.subscribe(notify.user_group(job.owner_id))
         await self.accept()
         payload = await database_sync_to_async(_current)(user, job.id)
         await self.send(text_data=json.dumps({"type": "job.update", "job": payload}))

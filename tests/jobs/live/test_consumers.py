@@ -183,6 +183,38 @@ def test_staff_may_watch_any_job(queued_job, staff_user):
     assert connected and first["job"]["id"] == str(queued_job.id)
 
 
+def test_staff_watching_another_users_job_receive_its_changes(queued_job, staff_user):
+    async def scenario():
+        comm = socket(f"/ws/jobs/{queued_job.id}/", await database_sync_to_async(session_cookie)(staff_user))
+        await comm.connect()
+        await next_json(comm)  # the initial state
+        await database_sync_to_async(job_cancel)(job=queued_job, actor="user:test")
+        pushed = await next_json(comm)
+        await comm.disconnect()
+        return pushed
+
+    pushed = async_to_sync(scenario)()
+    assert (pushed["job"]["id"], pushed["job"]["state"]) == (str(queued_job.id), JobState.CANCELLED)
+
+
+def test_a_job_socket_hears_nothing_of_the_owners_other_jobs(queued_job, user, upload):
+    other = job_create(owner=user, job_type="CSV_ROW_COUNT", input_key=upload(user, CSV, "other.csv")).job
+
+    async def scenario():
+        comm = socket(f"/ws/jobs/{queued_job.id}/", await database_sync_to_async(session_cookie)(user))
+        await comm.connect()
+        await next_json(comm)  # the initial state
+        await database_sync_to_async(job_cancel)(job=other, actor="user:test")
+        await database_sync_to_async(job_cancel)(job=queued_job, actor="user:test")
+        pushed = await next_json(comm)
+        await comm.disconnect()
+        return pushed
+
+    pushed = async_to_sync(scenario)()
+    # The other job's change came first; the socket's first message is its own job's.
+    assert (pushed["job"]["id"], pushed["job"]["state"]) == (str(queued_job.id), JobState.CANCELLED)
+
+
 def test_what_the_browser_sends_is_ignored_and_the_socket_stays_open(queued_job, user):
     async def scenario():
         comm = socket(f"/ws/jobs/{queued_job.id}/", await database_sync_to_async(session_cookie)(user))

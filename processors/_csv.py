@@ -51,13 +51,17 @@ def check_params(params: dict) -> dict[str, str]:
     errors: dict[str, str] = {}
     encoding = params.get("encoding", "utf-8")
     try:
-        info = codecs.lookup(encoding)
-    except LookupError:
+        codecs.lookup(encoding)
+    except (LookupError, TypeError):
         errors["encoding"] = f"unknown encoding {encoding!r}"
     else:
-        # Codecs such as rot13 or base64 map bytes to bytes, not to text.
-        if getattr(info, "_is_text_encoding", True) is False:
+        # bytes.decode refuses codecs such as rot13 or base64, which map bytes to bytes.
+        try:
+            b"a".decode(encoding)
+        except LookupError:
             errors["encoding"] = f"{encoding!r} is not a text encoding"
+        except UnicodeDecodeError:
+            pass
     delimiter = params.get("delimiter", ",")
     quotechar = params.get("quotechar", '"')
     for name, value in (("delimiter", delimiter), ("quotechar", quotechar)):

@@ -51,8 +51,8 @@ def _spool(ctx: ProcessorContext, limit: int) -> io.BytesIO:
 
 
 def _open(spool: io.BytesIO) -> PdfReader:
-    # Imported here, not at the top: pypdf costs every worker process 13 MiB, and only
-    # PDF jobs need it.
+    # Imported here, not at the top: pypdf adds its memory to every worker process that
+    # imports it, and only PDF jobs need it.
     from pypdf import PdfReader
 
     head = spool.getvalue()[:1024]

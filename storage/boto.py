@@ -42,7 +42,7 @@ _clients_lock = threading.Lock()
 
 def _cached(endpoint: str | None, make: Callable[[], object]):
     """One client per process and configuration, shared by all threads (boto3 clients are
-    thread-safe and cost ~150 ms to build); a forked child builds its own."""
+    thread-safe and costly to build); a forked child builds its own."""
     key = (os.getpid(), endpoint, settings.S3_ACCESS_KEY_ID, settings.S3_SECRET_ACCESS_KEY, settings.S3_REGION,
            settings.S3_ADDRESSING_STYLE, settings.S3_MAX_ATTEMPTS)
     client_ = _clients.get(key)

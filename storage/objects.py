@@ -1,8 +1,8 @@
 """The S3 data path: reads, writes, listings and deletes through obstore.
 
-obstore (the Rust object_store crate's bindings) costs about as much client CPU per small
-request as the request itself and adds 9 MiB to a process; boto3 costs several times the
-CPU and 41 MiB, so processes that only move objects (the workers) never load it.
+obstore (the Rust object_store crate's bindings) spends less client CPU per request and
+adds less memory to a process than a boto3 client, so processes that only move objects
+(the workers) never load boto3.
 """
 
 from __future__ import annotations

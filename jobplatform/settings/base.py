@@ -125,9 +125,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- redis: broker, channel layer, cache ---------------------------------------------------
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
 
-# django-redis keeps one connection pool per process: Django's own Redis cache builds its pool
-# on the cache object, which Django makes anew for every request served from a thread pool, so
-# each throttled request opened a new Redis connection.
+# django-redis: Django builds a new cache object for every request served from a thread pool,
+# and its own Redis cache keeps the connection pool on that object; django-redis keeps one
+# connection pool per process, shared by every request.
 CACHES = {"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": REDIS_URL}}
 
 CHANNEL_LAYERS = {
@@ -224,8 +224,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 # For test runs only (tests/stack_plugin.py sets it, and the workers and servers the tests
-# start inherit it): at Django's PBKDF2 iterations one password costs ~0.4 s of CPU, and
-# the suite creates hundreds of users. Never set it for a real deployment.
+# start inherit it): Django's PBKDF2 iterations make every password hash slow on purpose,
+# and the suite creates hundreds of users. Never set it for a real deployment.
 if env_bool("DJANGO_INSECURE_FAST_PASSWORD_HASHING", False):
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGIN_URL = "login"

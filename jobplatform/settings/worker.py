@@ -1,9 +1,9 @@
 """Settings of Celery workers and beat.
 
 A worker serves no pages: its URLconf is the web pages' alone, which the result link in a
-live update is reversed through. The root URLconf would import the admin, the API's views
-and drf-spectacular into every pool process (Django's system checks at worker start import
-the URLconf too).
+live update is reversed through. It keeps the root URLconf, the API's URLs and views and
+drf-spectacular out of every pool process (Django's system checks at worker start import
+the URLconf too). The admin is loaded anyway: Django autodiscovers every app's admin module.
 """
 
 from .base import *  # noqa: F403

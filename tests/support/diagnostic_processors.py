@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import sys
 import time
 
 from processors import Processor, register
@@ -51,8 +52,6 @@ HEAVY_MODULES = ("jobplatform.urls", "jobs.api.urls", "jobs.api.views", "drf_spe
 
 
 def _modules(ctx) -> dict:
-    import sys
-
     ctx.input.read(CHUNK)
     return {"loaded": sorted(name for name in HEAVY_MODULES if name in sys.modules)}
 

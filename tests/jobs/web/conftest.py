@@ -1,17 +1,10 @@
-"""Page test helpers: a signed-in client, and queued jobs on a small people.csv by default."""
+"""Page test helpers: a signed-in client, and jobs in a given state through the services."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.factories import job_maker
-
-PEOPLE = b"name,age\nann,31\nbob,42\n"
-
-
-@pytest.fixture
-def make_job(upload):
-    return job_maker(upload, state="QUEUED", data=PEOPLE, name="people.csv")
+from tests.factories import make_job  # noqa: F401  (jobs in a given state, through the services)
 
 
 @pytest.fixture

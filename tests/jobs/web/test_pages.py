@@ -10,6 +10,7 @@ import pytest
 from django.urls import reverse
 
 from jobs.models import Job, JobState
+from tests.factories import CSV
 
 pytestmark = pytest.mark.django_db
 
@@ -95,7 +96,7 @@ def test_the_job_list_is_paginated_25_a_page_newest_first(signed_in, user, make_
 
 @pytest.mark.parametrize("page", ["999999", "-1", "abc", "1e9", "%00"])
 def test_a_page_number_out_of_range_or_malformed_shows_a_valid_page(signed_in, user, make_job, page):
-    make_job(user, "CREATED")
+    make_job(user, "CREATED", name="people.csv")
     response = signed_in.get("/", {"page": page})
     assert response.status_code == 200
     assert b"people.csv" in response.content
@@ -121,7 +122,7 @@ def test_the_job_page_shows_state_attempts_timeline_result_and_download(signed_i
     assert "1 of 5" in content  # attempts
     for state in ("CREATED", "QUEUED", "PROCESSING", "COMPLETED"):
         assert f'class="badge state-{state}"' in content
-    assert "&quot;rows&quot;: 2" in content  # the JSON result, pretty-printed
+    assert "&quot;rows&quot;: 3" in content  # the JSON result, pretty-printed
     assert f'href="/jobs/{job.id}/download"' in content
 
 
@@ -163,14 +164,14 @@ def test_cancelling_a_finished_job_says_why_and_changes_nothing(signed_in, user,
 
 
 def test_cancel_and_retry_need_a_post(signed_in, user, make_job):
-    job = make_job(user)
+    job = make_job(user, "QUEUED")
     assert signed_in.get(f"/jobs/{job.id}/cancel").status_code == 405
     assert signed_in.get(f"/jobs/{job.id}/retry").status_code == 405
     assert Job.objects.get(pk=job.pk).state == JobState.QUEUED
 
 
 def test_another_user_cannot_cancel_or_retry_a_job(client, user, other_user, make_job):
-    queued, failed = make_job(user), make_job(user, "FAILED", data=b"\xff\xfe\x00", run=True)
+    queued, failed = make_job(user, "QUEUED"), make_job(user, "FAILED", data=b"\xff\xfe\x00", run=True)
     client.force_login(other_user)
     assert client.post(f"/jobs/{queued.id}/cancel").status_code == 404
     assert client.post(f"/jobs/{failed.id}/retry").status_code == 404
@@ -193,7 +194,7 @@ def test_retrying_a_completed_job_is_refused_with_a_message(signed_in, user, mak
 
 
 def test_a_post_without_the_csrf_token_is_refused(client, user, make_job):
-    job = make_job(user)
+    job = make_job(user, "QUEUED")
     client.handler.enforce_csrf_checks = True
     client.force_login(user)
     assert client.post(f"/jobs/{job.id}/cancel").status_code == 403
@@ -208,14 +209,14 @@ def test_the_download_link_redirects_to_the_result_bytes(signed_in, user, make_j
     assert response.status_code == 302
     fetched = httpx.get(response["Location"], timeout=10)
     assert fetched.status_code == 200
-    assert fetched.json()["result"]["rows"] == 2
-    assert "people.result.json" in fetched.headers["content-disposition"]
+    assert fetched.json()["result"]["rows"] == 3
+    assert "input.result.json" in fetched.headers["content-disposition"]
 
 
 def test_the_input_can_be_downloaded_too(signed_in, user, make_job):
     job = make_job(user, "COMPLETED")
     response = signed_in.get(f"/jobs/{job.id}/download", {"which": "input"})
-    assert httpx.get(response["Location"], timeout=10).content == b"name,age\nann,31\nbob,42\n"
+    assert httpx.get(response["Location"], timeout=10).content == CSV
 
 
 def test_downloading_another_users_result_is_a_404(client, user, other_user, make_job):

@@ -10,11 +10,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import h11
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -114,57 +117,53 @@ class Platform:
 
 
 class KeepAliveClient:
-    """A load generator's HTTP/1.1 client: one keep-alive socket, requests written as bytes,
-    answers read by Content-Length. Like wrk or ab, it does the least a client can, because
-    it shares the machine's cores with the platform it measures; http.client spent ~2 ms of
-    CPU per request here (its email-module header parser among it) on a slow core.
+    """A load generator's HTTP/1.1 client: one keep-alive socket, the protocol kept by h11
+    (a sans-I/O library, so one thread can drive several clients on a selector, as wrk
+    does, and the load generator takes little of the CPU it shares with the platform).
 
-    `request` sends one and waits for its answer; `send` and `answer` split that in two, so
-    that one thread can keep several clients busy at once (see `run_concurrently`)."""
+    `request` sends one and waits for its answer; `send` and `answer` split that in two
+    (see `run_concurrently`)."""
 
     def __init__(self, port: int, timeout: float = 30) -> None:
-        import socket
-
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.port, self.buffer = port, b""
+        self.host = f"127.0.0.1:{port}".encode()
+        self.conn = h11.Connection(h11.CLIENT)
+        self.status: int | None = None
+        self.body: list[bytes] = []
 
     def request(self, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> tuple[int, bytes]:
         self.send(method, path, body, headers)
         while (answer := self.answer()) is None:
-            self._fill()
+            self.fill()
         return answer
 
     def send(self, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> None:
-        lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{self.port}", f"Content-Length: {len(body)}"]
-        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
+            self.conn.start_next_cycle()
+        fields = [(b"host", self.host), (b"content-length", str(len(body)).encode()),
+                  *((name.encode(), str(value).encode()) for name, value in (headers or {}).items())]
+        data = self.conn.send(h11.Request(method=method, target=path, headers=fields))
+        data += self.conn.send(h11.Data(data=body)) if body else b""
+        self.sock.sendall(data + self.conn.send(h11.EndOfMessage()))
 
     def answer(self) -> tuple[int, bytes] | None:
         """The answer to the request sent, if the bytes read so far hold all of it."""
-        head, sep, rest = self.buffer.partition(b"\r\n\r\n")
-        if not sep:
-            return None
-        status_line, *header_lines = head.split(b"\r\n")
-        length = None
-        for line in header_lines:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-            elif name.strip().lower() == b"transfer-encoding":
-                raise RuntimeError("chunked answer: this client reads only answers with a Content-Length")
-        if length is None:
-            raise RuntimeError(f"answer without Content-Length: {head[:300]!r}")
-        if len(rest) < length:
-            return None
-        answer, self.buffer = rest[:length], rest[length:]
-        return int(status_line.split(b" ", 2)[1]), answer
+        while True:
+            event = self.conn.next_event()
+            if event is h11.NEED_DATA:
+                return None
+            if isinstance(event, h11.Response):
+                self.status, self.body = event.status_code, []
+            elif isinstance(event, h11.Data):
+                self.body.append(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return self.status, b"".join(self.body)
+            elif isinstance(event, h11.ConnectionClosed):
+                raise ConnectionError("the server closed the connection")
 
-    def _fill(self) -> None:
-        data = self.sock.recv(65536)
-        if not data:
-            raise ConnectionError("the server closed the connection")
-        self.buffer += data
+    def fill(self) -> None:
+        self.conn.receive_data(self.sock.recv(65536))
 
     def close(self) -> None:
         self.sock.close()
@@ -189,7 +188,7 @@ def run_concurrently(clients: list[KeepAliveClient], counts: list[int], method: 
                 if key is None:
                     raise TimeoutError("no answer for 60 s")
                 client = key.data
-                client._fill()
+                client.fill()
                 while (answer := client.answer()) is not None:
                     results.append(check(*answer))
                     left[client] -= 1

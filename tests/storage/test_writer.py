@@ -54,13 +54,15 @@ def test_abort_after_parts_were_sent_leaves_no_object_and_no_open_multipart_uplo
         storage.head(storage.input_bucket(), key("aborted.bin"))
 
 
-def test_a_block_that_raises_leaves_no_object():
+@pytest.mark.parametrize("size", [7, 9 * MIB])  # within one part, and after a multipart upload opened
+def test_a_block_that_raises_leaves_no_object_and_no_open_multipart_upload(size):
     with pytest.raises(RuntimeError), storage.open_write(storage.input_bucket(), key("raised.bin")) as writer:
-        writer.write(b"partial")
+        writer.write(os.urandom(size))
         raise RuntimeError("client went away")
 
     with pytest.raises(storage.ObjectNotFound):
         storage.head(storage.input_bucket(), key("raised.bin"))
+    assert key("raised.bin") not in open_upload_keys()
 
 
 def test_a_write_storage_refuses_is_access_denied_and_leaves_nothing(settings):

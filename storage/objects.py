@@ -7,6 +7,7 @@ adds less memory to a process than a boto3 client, so processes that only move o
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import threading
@@ -217,8 +218,9 @@ class Writer:
         if self.finished:
             return
         self.finished = True
-        with errors(self.what):
-            self.file.__exit__(_Aborted, _Aborted(), None)  # the context-manager exit that aborts
+        # Leaving the writer's context with an exception aborts its multipart upload.
+        with errors(self.what), contextlib.suppress(_Aborted), self.file:
+            raise _Aborted
 
 
 def put_bytes(bucket: str, key: str, data: bytes, content_type: str) -> ObjectInfo:

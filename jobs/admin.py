@@ -13,6 +13,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
+from django_celery_results.models import TaskResult
 
 import storage
 from jobs.errors import JobError
@@ -143,8 +144,6 @@ class JobAdmin(JobActions, ReadOnlyAdmin):
 
     @admin.display(description="Celery task results")
     def task_results(self, job: Job) -> str:
-        from django_celery_results.models import TaskResult
-
         if not job.task_ids:
             return "-"
         found = TaskResult.objects.filter(task_id__in=job.task_ids).order_by("date_created")

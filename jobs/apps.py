@@ -9,10 +9,10 @@ class JobsConfig(AppConfig):
     verbose_name = "Jobs"
 
     def ready(self) -> None:
-        import processors  # noqa: F401  (registers the built-in job types)
         # The project's Celery app becomes current_app in every process that sets Django up,
         # so services publish through it (the web process never imports it otherwise).
         import jobplatform.celery  # noqa: F401
+        import processors  # noqa: F401  (registers the built-in job types)
 
         for module in settings.PROCESSOR_MODULES:
             importlib.import_module(module)

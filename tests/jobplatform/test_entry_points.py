@@ -14,7 +14,8 @@ from tests.support.deadlines import within
 CODE = {
     "jobplatform.asgi": "import jobplatform.asgi",
     "celery -A jobplatform": "from celery.bin.celery import find_app; find_app('jobplatform')",
-    "manage.py": "import runpy, sys; sys.argv = ['manage.py', 'check']; runpy.run_path('manage.py', run_name='__main__')",
+    "manage.py": ("import runpy, sys; sys.argv = ['manage.py', 'check']\n"
+                  "runpy.run_path('manage.py', run_name='__main__')"),
 }
 EXPECTED = {"jobplatform.asgi": "jobplatform.settings.web", "celery -A jobplatform": "jobplatform.settings.worker",
             "manage.py": "jobplatform.settings.web"}

@@ -68,7 +68,7 @@ def job_transition(
     returns them (for values derived from the row, such as an appended list).
     current: the caller's copy of the row as it last wrote or read it; tried instead of a
     fresh read. A stale copy costs one update that matches nothing, never a wrong move.
-    It is not modified. The returned job carries the JobEvent written, as `transition_event`.
+    It is not modified.
     """
     expected = {expected} if isinstance(expected, str) else set(expected) if expected is not None else None
     job = None
@@ -123,7 +123,6 @@ def _compare_and_set(job: Job, *, to: str, changes: dict[str, Any] | None, claim
 
 
 def _moved(job: Job, event: JobEvent) -> Job:
-    job.transition_event = event
     logger.info("job.transition job_id=%s from=%s to=%s attempt=%s actor=%s reason=%s",
                 job.id, event.from_state, event.to_state, job.attempts, event.actor, event.reason[:200])
     transaction.on_commit(lambda: job_changed(job, event=event))
@@ -136,7 +135,7 @@ def job_insert(*, job: Job, actor: str, then: str | None = None, then_actor: str
     (as ALLOWED permits from CREATED) with its own event, in the same transaction. Nobody
     can see the row before both are written, so the move needs no compare-and-set: a job
     created outside a caller's transaction is queued at once. Returns the events, oldest
-    first; the job carries the last as `transition_event`."""
+    first."""
     if job.state != S.CREATED:
         raise TransitionRefused(f"a new job starts CREATED, not {job.state}", job=job)
     events = [JobEvent(job=job, from_state="", to_state=S.CREATED, reason="created", attempt=job.attempts,

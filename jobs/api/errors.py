@@ -46,16 +46,16 @@ def error_response(code: str, message: str, status_code: int, details: dict | No
     return Response(error_body(code, message, details), status=status_code, headers=headers)
 
 
-def _summary(detail) -> str:
+def error_summary(detail) -> str:
     """'field: first message; other: ...' so the message alone says what to fix."""
     if isinstance(detail, dict):
         parts = []
         for name, value in list(detail.items())[:5]:
-            inner = _summary(value)
+            inner = error_summary(value)
             parts.append(inner if name == "non_field_errors" else f"{name}: {inner}")
         return "; ".join(parts)
     if isinstance(detail, list):
-        return _summary(detail[0]) if detail else ""
+        return error_summary(detail[0]) if detail else ""
     return str(detail)
 
 
@@ -74,11 +74,11 @@ def exception_handler(exc, context):
                               status.HTTP_500_INTERNAL_SERVER_ERROR)
     if isinstance(exc, exceptions.ValidationError):
         details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-        message = _summary(details) or "the request is not valid"
+        message = error_summary(details) or "the request is not valid"
         return error_response("invalid", f"invalid request: {message}"[:1000], status.HTTP_400_BAD_REQUEST, details)
     code = next((c for cls, c in _CODES.items() if isinstance(exc, cls)), getattr(exc, "default_code", "error"))
     detail = getattr(exc, "detail", str(exc))
-    message = str(detail) if not isinstance(detail, (dict, list)) else _summary(detail) or "request failed"
+    message = str(detail) if not isinstance(detail, (dict, list)) else error_summary(detail) or "request failed"
     headers = {k: v for k, v in response.items() if k in ("Retry-After", "WWW-Authenticate", "Allow")}
     details = {"retry_after": int(exc.wait)} if isinstance(exc, exceptions.Throttled) and exc.wait else None
     return error_response(code, message, response.status_code, details, headers)

@@ -22,7 +22,7 @@ from processors import all_processors
 
 from . import serializers as s
 from .authentication import TokenAuthentication
-from .errors import _summary
+from .errors import error_summary
 from .pagination import Pagination
 from .parsers import JSONParser
 from .throttles import JobCreateThrottle
@@ -32,7 +32,7 @@ PAGE_PARAMS = [OpenApiParameter("page", int, required=False),
                OpenApiParameter("page_size", int, required=False, description="at most 100")]
 
 
-def _errors(*codes: int) -> dict[int, OpenApiResponse]:
+def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
     described = {400: "invalid input", 401: "not authenticated", 403: "not allowed", 404: "not found",
                  409: "not possible in the job's current state", 413: "request body too large",
                  415: "the body is not JSON", 429: "too many requests (see Retry-After)",
@@ -44,10 +44,10 @@ def _actor(request: Request) -> str:
     return f"user:{request.user.pk}"
 
 
-def _validated(serializer_class, data, *, code: str = "invalid") -> dict:
+def validated(serializer_class, data, *, code: str = "invalid") -> dict:
     serializer = serializer_class(data=data)
     if not serializer.is_valid():
-        raise JobError(f"invalid request: {_summary(serializer.errors)}"[:1000], code=code,
+        raise JobError(f"invalid request: {error_summary(serializer.errors)}"[:1000], code=code,
                        details=serializer.errors)
     return serializer.validated_data
 
@@ -65,9 +65,9 @@ class JobListCreateApi(ApiView):
 
     @extend_schema(operation_id="jobs_list", summary="Your jobs, newest first",
                    parameters=[s.JobFilterSerializer, *PAGE_PARAMS],
-                   responses={200: s.paginated("PaginatedJobList", s.JobSerializer), **_errors(400, 401, 404)})
+                   responses={200: s.paginated("PaginatedJobList", s.JobSerializer), **error_responses(400, 401, 404)})
     def get(self, request: Request) -> Response:
-        filters = _validated(s.JobFilterSerializer, request.query_params, code="invalid_filter")
+        filters = validated(s.JobFilterSerializer, request.query_params, code="invalid_filter")
         jobs = selectors.job_list(user=request.user, **filters)
         paginator = Pagination()
         page = paginator.paginate_queryset(jobs, request, view=self)
@@ -81,9 +81,9 @@ class JobListCreateApi(ApiView):
                                                  "job (200); the same key with another body is a 409")],
         responses={201: s.JobDetailSerializer, 200: OpenApiResponse(s.JobDetailSerializer,
                                                                     description="idempotent repeat"),
-                   **_errors(400, 401, 404, 409, 413, 415, 429, 503)})
+                   **error_responses(400, 401, 404, 409, 413, 415, 429, 503)})
     def post(self, request: Request) -> Response:
-        data = _validated(s.JobCreateInputSerializer, request.data)
+        data = validated(s.JobCreateInputSerializer, request.data)
         meta = data.get("input_metadata")
         result = create.job_create(
             owner=request.user, job_type=data["job_type"],
@@ -96,7 +96,7 @@ class JobListCreateApi(ApiView):
 
 class JobDetailApi(ApiView):
     @extend_schema(operation_id="jobs_retrieve", summary="One of your jobs, with its events",
-                   responses={200: s.JobDetailSerializer, **_errors(401, 404)})
+                   responses={200: s.JobDetailSerializer, **error_responses(401, 404)})
     def get(self, request: Request, job_id) -> Response:
         job = selectors.job_get(user=request.user, job_id=job_id)
         return Response(s.JobDetailSerializer(job).data)
@@ -105,9 +105,9 @@ class JobDetailApi(ApiView):
 class JobResultUrlApi(ApiView):
     @extend_schema(operation_id="jobs_result_url", summary="A presigned download URL for a result (or the input)",
                    parameters=[s.ResultUrlQuerySerializer],
-                   responses={200: s.ResultUrlSerializer, **_errors(400, 401, 404, 409, 503)})
+                   responses={200: s.ResultUrlSerializer, **error_responses(400, 401, 404, 409, 503)})
     def get(self, request: Request, job_id) -> Response:
-        query = _validated(s.ResultUrlQuerySerializer, request.query_params)
+        query = validated(s.ResultUrlQuerySerializer, request.query_params)
         job = selectors.job_get(user=request.user, job_id=job_id)
         url, expires_at = actions.job_download_url(job=job, which=query["which"],
                                                     expiry_sec=query.get("expiry_sec"), output=query.get("output"))
@@ -123,7 +123,7 @@ class JobResultUrlApi(ApiView):
 class JobCancelApi(ApiView):
     @extend_schema(operation_id="jobs_cancel", request=None,
                    summary="Cancel a job: at once if not running, at the next chunk if running",
-                   responses={200: s.JobDetailSerializer, **_errors(401, 404, 409)})
+                   responses={200: s.JobDetailSerializer, **error_responses(401, 404, 409)})
     def post(self, request: Request, job_id) -> Response:
         job = selectors.job_get(user=request.user, job_id=job_id, allow_staff=True)
         job = actions.job_cancel(job=job, actor=_actor(request))
@@ -132,7 +132,7 @@ class JobCancelApi(ApiView):
 
 class JobRetryApi(ApiView):
     @extend_schema(operation_id="jobs_retry", request=None, summary="Queue a FAILED or DEAD job again",
-                   responses={200: s.JobDetailSerializer, **_errors(401, 404, 409)})
+                   responses={200: s.JobDetailSerializer, **error_responses(401, 404, 409)})
     def post(self, request: Request, job_id) -> Response:
         job = selectors.job_get(user=request.user, job_id=job_id, allow_staff=True)
         job = actions.job_retry(job=job, actor=_actor(request))
@@ -145,9 +145,9 @@ class DeadLetterListApi(ApiView):
     @extend_schema(operation_id="dead_letters_list", summary="Dead letters, newest first (staff)",
                    parameters=[s.DeadLetterFilterSerializer, *PAGE_PARAMS],
                    responses={200: s.paginated("PaginatedDeadLetterList", s.DeadLetterSerializer),
-                              **_errors(400, 401, 403, 404)})
+                              **error_responses(400, 401, 403, 404)})
     def get(self, request: Request) -> Response:
-        filters = _validated(s.DeadLetterFilterSerializer, request.query_params, code="invalid_filter")
+        filters = validated(s.DeadLetterFilterSerializer, request.query_params, code="invalid_filter")
         letters = selectors.dead_letter_list(pending_only=filters["pending"])
         paginator = Pagination()
         page = paginator.paginate_queryset(letters, request, view=self)
@@ -158,7 +158,7 @@ class DeadLetterReplayApi(ApiView):
     permission_classes = (IsAdminUser,)
 
     @extend_schema(operation_id="dead_letters_replay", request=None, summary="Queue a dead job again (staff)",
-                   responses={200: s.JobDetailSerializer, **_errors(401, 403, 404, 409)})
+                   responses={200: s.JobDetailSerializer, **error_responses(401, 403, 404, 409)})
     def post(self, request: Request, pk: int) -> Response:
         letter = DeadLetter.objects.filter(pk=pk).first() if pk <= PG_BIGINT_MAX else None
         if letter is None:
@@ -169,6 +169,6 @@ class DeadLetterReplayApi(ApiView):
 
 class JobTypeListApi(ApiView):
     @extend_schema(operation_id="job_types_list", summary="The job types and their parameter schemas",
-                   responses={200: s.JobTypeSerializer(many=True), **_errors(401)})
+                   responses={200: s.JobTypeSerializer(many=True), **error_responses(401)})
     def get(self, request: Request) -> Response:
         return Response(s.JobTypeSerializer(all_processors(), many=True).data)

@@ -22,6 +22,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from multipart import parse_options_header
 
+from jobs.api.errors import error_body
 from jobs.errors import JobError
 
 from . import auth
@@ -39,10 +40,6 @@ _executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="upload")
 
 class ClientGone(Exception):
     """The client disconnected before the body was complete."""
-
-
-def error_body(code: str, message: str, details: dict | None = None) -> dict:
-    return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
 async def respond(send, status: int, body: dict, headers: dict[str, str] | None = None) -> None:

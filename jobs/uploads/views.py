@@ -10,7 +10,7 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from jobs.api.views import ApiView, _errors, _validated
+from jobs.api.views import ApiView, error_responses, validated
 
 from . import services
 from .throttles import UploadThrottle
@@ -70,18 +70,19 @@ class MultipartCreateApi(ApiView):
 
     @extend_schema(operation_id="uploads_multipart_create", summary="Start a direct upload to object storage",
                    request=CreateInputSerializer,
-                   responses={201: CreateOutputSerializer, **_errors(400, 401, 413, 429, 503)})
+                   responses={201: CreateOutputSerializer, **error_responses(400, 401, 413, 429, 503)})
     def post(self, request: Request) -> Response:
-        data = _validated(CreateInputSerializer, request.data)
+        data = validated(CreateInputSerializer, request.data)
         session = services.multipart_create(owner=request.user, **data)
         return Response(CreateOutputSerializer(session).data, status=status.HTTP_201_CREATED)
 
 
 class MultipartPartsApi(ApiView):
     @extend_schema(operation_id="uploads_multipart_sign_parts", summary="Presigned URLs to PUT parts to",
-                   request=SignInputSerializer, responses={200: SignOutputSerializer, **_errors(400, 401, 404, 409)})
+                   request=SignInputSerializer,
+                   responses={200: SignOutputSerializer, **error_responses(400, 401, 404, 409)})
     def post(self, request: Request, upload_id) -> Response:
-        data = _validated(SignInputSerializer, request.data, code="invalid_part_number")
+        data = validated(SignInputSerializer, request.data, code="invalid_part_number")
         parts = services.multipart_sign_parts(owner=request.user, upload_id=upload_id, **data)
         return Response({"parts": parts})
 
@@ -90,16 +91,16 @@ class MultipartCompleteApi(ApiView):
     @extend_schema(operation_id="uploads_multipart_complete",
                    summary="Join the parts; the object's size must be the declared one",
                    request=CompleteInputSerializer,
-                   responses={201: UploadResultSerializer, **_errors(400, 401, 404, 409, 503)})
+                   responses={201: UploadResultSerializer, **error_responses(400, 401, 404, 409, 503)})
     def post(self, request: Request, upload_id) -> Response:
-        data = _validated(CompleteInputSerializer, request.data, code="invalid_parts")
+        data = validated(CompleteInputSerializer, request.data, code="invalid_parts")
         result = services.multipart_complete(owner=request.user, upload_id=upload_id, parts=data["parts"])
         return Response(result.as_dict(), status=status.HTTP_201_CREATED)
 
 
 class MultipartAbortApi(ApiView):
     @extend_schema(operation_id="uploads_multipart_abort", summary="Abandon a direct upload",
-                   responses={204: OpenApiResponse(description="aborted"), **_errors(401, 404, 409, 503)})
+                   responses={204: OpenApiResponse(description="aborted"), **error_responses(401, 404, 409, 503)})
     def delete(self, request: Request, upload_id) -> Response:
         services.multipart_abort(owner=request.user, upload_id=upload_id)
         return Response(status=status.HTTP_204_NO_CONTENT)

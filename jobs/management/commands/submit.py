@@ -6,14 +6,14 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
+from tqdm.utils import CallbackIOWrapper
 
 import storage
 from jobs.errors import JobError
 from jobs.models import Job, JobState
-from jobs.services.create import job_create
+from jobs.services.create import job_create_from_file
 from processors import ProcessorError, get_processor
 
-CHUNK = 1024 * 1024
 POLL_SECONDS = 0.2
 EXIT_CODES = {JobState.COMPLETED: 0, JobState.FAILED: 2, JobState.DEAD: 3, JobState.CANCELLED: 4}
 EXIT_TIMEOUT = 5
@@ -77,16 +77,16 @@ class Command(BaseCommand):
             raise CommandError(exc.message) from None
         user = self._owner(owner)
 
-        bucket, key = storage.input_bucket(), storage.upload_key(user.pk, path.name)
+        # The service stores the file, creates the job, and deletes the object again if the
+        # job cannot be created.
         try:
-            self._upload(path, bucket, key, size, show=wait)
+            with tqdm(total=size, unit="B", unit_scale=True, desc="upload", disable=not wait,
+                      file=_Stream(self.stderr)) as bar, path.open("rb") as source:
+                job = job_create_from_file(owner=user, job_type=job_type, params=clean, filename=path.name,
+                                           fileobj=CallbackIOWrapper(bar.update, source, "read")).job
         except (OSError, storage.StorageError) as exc:
             raise CommandError(f"upload failed: {exc}") from None
-        try:
-            job = job_create(owner=user, job_type=job_type, input_key=key, params=clean,
-                                      input_name=path.name).job
         except JobError as exc:
-            storage.delete(bucket, key)  # no job names it: do not leave it behind
             raise CommandError(f"job not created: {exc.message}") from None
         self.stdout.write(f"job {job.id} created: {job_type} on {path.name} ({size} bytes) as {user.get_username()}")
         if wait:
@@ -104,14 +104,6 @@ class Command(BaseCommand):
             raise CommandError("no superuser exists to own the job: pass --owner USERNAME "
                                "(or create one: manage.py createsuperuser / bootstrap_admin)")
         return user
-
-    def _upload(self, path: Path, bucket: str, key: str, size: int, *, show: bool) -> None:
-        with tqdm(total=size, unit="B", unit_scale=True, desc="upload", disable=not show,
-                  file=_Stream(self.stderr)) as bar, path.open("rb") as source, \
-                storage.open_write(bucket, key) as target:
-            while chunk := source.read(CHUNK):
-                target.write(chunk)
-                bar.update(len(chunk))
 
     def _wait(self, job: Job, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -1,6 +1,6 @@
 """CPU of the web process per API request: Django's views behind a2wsgi on a fixed thread pool
 (jobplatform/asgi.py, what is served) against Django's stock ASGI handler with a psycopg
-pool (bench/stock_asgi.py), two Uvicorn processes on the same servers in the same run.
+pool (bench/stock/stock_asgi.py), two Uvicorn processes on the same servers in the same run.
 
     .venv/bin/python bench/web.py [--requests 2000] [--clients 4] [--rounds 2]
 
@@ -28,7 +28,7 @@ VARIANTS = {
     # name: (ASGI application, settings module, extra uvicorn arguments)
     "a2wsgi WSGIMiddleware, fixed pool (served)": ("jobplatform.asgi:application", "jobplatform.settings.web", []),
     "Django ASGIHandler + psycopg pool": ("stock_asgi:application", "stock_settings",
-                                          ["--app-dir", str(ROOT / "bench")]),
+                                          ["--app-dir", str(ROOT / "bench" / "stock")]),
 }
 
 

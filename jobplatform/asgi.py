@@ -5,7 +5,7 @@ threads: the whole middleware chain runs sync in one hop per request, and each t
 keeps its own persistent database connection. Django's stock ASGI handler costs more CPU
 per API request (bench/web.py measures both) and runs each request's sync code in a new
 thread, so it needs a connection pool too. To go back to it, route
-`django.core.asgi.get_asgi_application()` instead, with the pool of bench/stock_settings.py.
+`django.core.asgi.get_asgi_application()` instead, with the pool of bench/stock/stock_settings.py.
 """
 
 import os

@@ -1,4 +1,5 @@
 """bench/web.py's baseline application: the same router around Django's stock ASGI handler."""
+# Imported from bench/stock (bench/web.py passes --app-dir): in bench/, bench/processors.py shadows the package.
 
 import os
 

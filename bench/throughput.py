@@ -89,6 +89,33 @@ def jobs_through_the_api(platform: Platform, n: int, clients: int) -> float:
     return n / elapsed
 
 
+# Which part of the platform a process is, by its command line (the servers are the embedded stack's).
+PARTS = (("uvicorn", "web"), ("celery", "worker"), ("postgres", "PostgreSQL"), ("weed", "SeaweedFS"),
+         ("redis", "Redis"))
+
+
+def cpu_by_part() -> dict[str, float]:
+    """CPU seconds (user + system) so far of the bench and of every process it started, by part."""
+    import psutil
+
+    me = psutil.Process()
+    totals: dict[str, float] = {}
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            command = " ".join(process.cmdline())
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        part = "bench (load generator)" if process == me else next(
+            (name for needle, name in PARTS if needle in command), "other")
+        totals[part] = totals.get(part, 0.0) + times.user + times.system
+    return totals
+
+
+def cpu_per_item(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
+    return {part: 1000 * (after[part] - before.get(part, 0.0)) / n for part in sorted(after)}
+
+
 def main() -> None:
     import statistics
 
@@ -99,12 +126,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of each; medians are reported")
     args = parser.parse_args()
     baselines, jobs = [], []
+    cpu = {"no-op": {}, "job": {}}
     with Platform(concurrency=args.concurrency, worker_app="bench.noop") as platform:
         noop_round_trips(20)  # warm up connections and worker processes
         jobs_through_the_api(platform, 20, args.clients)
         for _ in range(args.rounds):
+            before = cpu_by_part()
             baselines.append(noop_round_trips(args.jobs))
+            middle = cpu_by_part()
             jobs.append(jobs_through_the_api(platform, args.jobs, args.clients))
+            after = cpu_by_part()
+            for side, (a, b) in (("no-op", (before, middle)), ("job", (middle, after))):
+                for part, ms in cpu_per_item(a, b, args.jobs).items():
+                    cpu[side].setdefault(part, []).append(ms)
     baseline, job_rate = statistics.median(baselines), statistics.median(jobs)
     ratio = job_rate / baseline
     print()
@@ -113,6 +147,13 @@ def main() -> None:
                  ("tiny CSV job, API create -> COMPLETED", f"{job_rate:.1f}", f"{ratio:.2f}",
                   " ".join(f"{j:.1f}" for j in jobs))],
                 ("path", "per second (median)", "ratio", "rounds")))
+    parts = sorted(set(cpu["no-op"]) | set(cpu["job"]))
+    rows = [(part, *(f"{statistics.median(cpu[side].get(part, [0.0])):.2f}" for side in ("no-op", "job")))
+            for part in parts]
+    rows.append(("total", *(f"{sum(statistics.median(v) for v in cpu[side].values()):.2f}"
+                            for side in ("no-op", "job"))))
+    print("\nCPU ms per no-op task and per job, by process (medians over the rounds):\n")
+    print(table(rows, ("process", "per no-op", "per job")))
     print(f"\n{args.jobs} of each per round, {args.rounds} rounds, worker concurrency {args.concurrency}, "
           f"{args.clients} API clients; goal: ratio >= 0.25 -> {'met' if ratio >= 0.25 else 'NOT met'}")
 

@@ -1,9 +1,10 @@
-"""`make run`: the whole platform on one machine.
+"""`make run`: the whole platform on one machine, kept running.
 
 Starts PostgreSQL, Redis and the S3 server (unless the environment names them), with
 their data under .data/ kept between runs; migrates; creates the buckets and an admin
-account; then runs Uvicorn (HTTP + WebSocket), a Celery worker and Celery beat. Ctrl-C
-stops everything it started. A second `make run` while one runs says so and exits.
+account; then runs Uvicorn (HTTP + WebSocket), a Celery worker and Celery beat. Any of
+these that exits is restarted with backoff, as a child of this process. Ctrl-C stops
+everything it started. A second `make run` while one runs says so and exits.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.servers import Stack, die_with_parent
@@ -71,7 +74,108 @@ WORKER_SETTINGS = {"DJANGO_SETTINGS_MODULE": "jobplatform.settings.worker"}
 
 
 def manage(env: dict, *args: str) -> None:
-    subprocess.run([PY, str(ROOT / "manage.py"), *args], env={**env, **WEB_SETTINGS}, check=True, cwd=ROOT)
+    # Own session: the terminal's Ctrl-C reaches only us; on Shutdown, subprocess.run kills it.
+    subprocess.run([PY, str(ROOT / "manage.py"), *args], env={**env, **WEB_SETTINGS}, check=True, cwd=ROOT,
+                   start_new_session=True)
+
+
+class Shutdown(Exception):
+    """Ctrl-C or SIGTERM: stop everything started so far."""
+
+
+def on_stop_signal(*_) -> None:
+    # One shutdown: a second Ctrl-C must not interrupt the stopping of the first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Shutdown
+
+
+BACKOFF_FIRST = 1.0  # seconds before the first restart of a process that exited
+BACKOFF_MAX = 30.0
+STABLE_SECONDS = 60.0  # a process that ran this long starts over at the first backoff step
+STOP_TIMEOUT = 30.0  # for web, worker and beat to stop after SIGTERM (a warm worker shutdown finishes its jobs)
+
+
+def describe_exit(code: int) -> str:
+    return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+
+
+@dataclass
+class Supervised:
+    """A process `make run` keeps running: restarted with backoff whenever it exits."""
+
+    name: str
+    start: Callable[[], subprocess.Popen]  # starts it (waiting until it serves, for a server)
+    proc: subprocess.Popen | None = None
+    started_at: float = 0.0
+    failures: int = 0
+    restart_at: float | None = None
+
+    def launch(self) -> None:
+        self.proc = self.start()
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+    def schedule_restart(self, why: str) -> None:
+        now = time.monotonic()
+        if now - self.started_at >= STABLE_SECONDS:
+            self.failures = 0
+        delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** self.failures)
+        self.failures += 1
+        self.restart_at = now + delay
+        say(f"{self.name} {why}; restarting it in {delay:.0f}s")
+
+    def check(self) -> None:
+        """Notices an exit (and schedules the restart) or performs a restart that is due."""
+        if self.restart_at is None:
+            code = self.proc.poll()
+            if code is None:
+                return
+            # Whatever it started in its process group (pool children) goes with it.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.schedule_restart(describe_exit(code))
+        elif time.monotonic() >= self.restart_at:
+            try:
+                self.launch()
+            except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
+                self.schedule_restart(f"did not start ({exc})")
+                return
+            say(f"restarted {self.name} (pid {self.proc.pid})")
+
+
+def supervise_server(name: str, server) -> Supervised:
+    """An embedded server, already started by the Stack; a restart reuses its port and data."""
+
+    def start() -> subprocess.Popen:
+        try:
+            server.start()
+        except BaseException:
+            server.stop()
+            raise
+        return server.proc
+
+    return Supervised(name, start, proc=server.proc, started_at=time.monotonic())
+
+
+def stop_all(processes: list[Supervised]) -> None:
+    running = [p.proc for p in processes if p.proc is not None and p.proc.poll() is None]
+    for proc in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for proc in running:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            say(f"pid {proc.pid} did not stop within {STOP_TIMEOUT:.0f}s; killing it")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    for proc in running:
+        # Stragglers in its process group (a pool child that outlived its parent).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def main() -> int:
@@ -79,20 +183,17 @@ def main() -> int:
     port = int(os.environ.get("PORT", "8000"))
     host = os.environ.get("HOST", "127.0.0.1")
     stack = Stack(DATA / "services", durable=True)
-    children: list[subprocess.Popen] = []
-    stopping = False
-
-    def stop(*_):
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    children: list[Supervised] = []
+    signal.signal(signal.SIGINT, on_stop_signal)
+    signal.signal(signal.SIGTERM, on_stop_signal)
     try:
         env = dict(os.environ)
         env.setdefault("DJANGO_DEBUG", "1")
         env.setdefault("DJANGO_SECRET_KEY", secret_key())
         env.update(stack.start(env, log=say))
+        servers = [supervise_server(name, server)
+                   for name, server in (("PostgreSQL", stack.postgres), ("Redis", stack.redis),
+                                        ("SeaweedFS", stack.s3)) if server is not None]
         env["JOBPLATFORM_ENV_FILE"] = ""  # the children get everything from the environment
         write_runtime_env(env)
         say("migrating the database ...")
@@ -109,43 +210,45 @@ def main() -> int:
                         "-n", "worker@%h"], WORKER_SETTINGS),
             "beat": ([PY, "-m", "celery", "-A", "jobplatform", "beat", "--loglevel", "INFO",
                       "-s", str(DATA / "celerybeat-schedule")], WORKER_SETTINGS),
+            # Recovery in a process of its own: it goes on while beat is down or the worker's
+            # pool is busy with long jobs.
+            "sweeper": ([PY, str(ROOT / "manage.py"), "sweep", "--loop"], WORKER_SETTINGS),
         }
         for name, (cmd, settings) in commands.items():
             # Own session, so the terminal's Ctrl-C reaches only us and we stop them in order;
             # and a SIGTERM if we die without doing so.
-            children.append(subprocess.Popen(cmd, env={**env, **settings}, cwd=ROOT, start_new_session=True,
-                                             preexec_fn=die_with_parent(signal.SIGTERM)))
-            say(f"started {name} (pid {children[-1].pid})")
+            def start(cmd=cmd, settings=settings) -> subprocess.Popen:
+                return subprocess.Popen(cmd, env={**env, **settings}, cwd=ROOT, start_new_session=True,
+                                        preexec_fn=die_with_parent(signal.SIGTERM))
+
+            children.append(Supervised(name, start))
+            children[-1].launch()
+            say(f"started {name} (pid {children[-1].proc.pid})")
         say("")
         say(f"web:    http://{host}:{port}/        (sign in: see above)")
         say(f"admin:  http://{host}:{port}/admin/")
         say(f"api:    http://{host}:{port}/api/v1/   docs: http://{host}:{port}/api/v1/docs/")
         say(f"health: http://{host}:{port}/readyz")
         say("Ctrl-C stops everything.")
-        while not stopping:
-            for child in children:
-                if child.poll() is not None:
-                    say(f"a process exited (pid {child.pid}, code {child.returncode}); stopping everything")
-                    stopping = True
+        while True:
+            for process in servers + children:
+                process.check()
             time.sleep(0.5)
+    except Shutdown:
+        return 0
     except subprocess.CalledProcessError as exc:
         say(f"set-up step failed: {' '.join(map(str, exc.cmd[1:]))}")
         return 1
+    except RuntimeError as exc:  # a server that does not start (its log is in the data directory)
+        say(f"could not start: {exc}")
+        return 1
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         say("stopping ...")
-        for child in children:
-            if child.poll() is None:
-                os.killpg(child.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for child in children:
-            try:
-                child.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
+        stop_all(children)
         stack.stop()
         say("stopped.")
-    return 0
 
 
 if __name__ == "__main__":

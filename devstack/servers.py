@@ -151,6 +151,7 @@ class PostgresServer:
         if not self.durable:
             # Test databases are thrown away: skip the fsyncs that make them slow.
             args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        self._clear_stale_lock(pgdata, run_as)
         log = self.data_dir / "postgres.log"
         if run_as and not log.exists():
             log.touch()
@@ -160,6 +161,37 @@ class PostgresServer:
         self.proc = _spawn(args, log, death_signal=signal.SIGINT, **run_as)
         wait_for_port(self.port, 60, self.proc, "postgres")
         self._create_database()
+
+    def _clear_stale_lock(self, pgdata: Path, run_as: dict) -> None:
+        """Makes way for a new postmaster after one died without cleaning up (SIGKILL, OOM).
+
+        postgres removes a postmaster.pid whose PID is gone by itself, but refuses one whose
+        PID still exists: our own killed postmaster until it is reaped (a zombie), a postmaster
+        left running by an earlier launcher, or an unrelated process that reused the PID.
+        """
+        import psutil
+
+        if self.proc is not None:
+            self.proc.poll()  # reaps it: a zombie's PID looks alive to postgres and pg_ctl
+        pg_ctl = str(_pg_bin() / "pg_ctl")
+        status = subprocess.run([pg_ctl, "status", "-D", str(pgdata)], capture_output=True, text=True, **run_as)
+        if status.returncode != 0:  # 3: no server running; a stale postmaster.pid is postgres' to remove
+            return
+        pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+        try:
+            is_postgres = psutil.Process(pid).name() == "postgres"
+        except psutil.NoSuchProcess:
+            return
+        if is_postgres:
+            # A postmaster on our data directory that nobody supervises: stop it the way pg_ctl does.
+            for mode in ("fast", "immediate"):
+                stop = subprocess.run([pg_ctl, "stop", "-D", str(pgdata), "-m", mode, "-w", "-t", "20"],
+                                      capture_output=True, text=True, **run_as)
+                if stop.returncode == 0:
+                    return
+            raise RuntimeError(f"postgres (pid {pid}) on {pgdata} did not stop: {stop.stderr.strip()}")
+        # The PID belongs to another program now, so no postmaster holds the lock.
+        (pgdata / "postmaster.pid").unlink(missing_ok=True)
 
     def _create_database(self) -> None:
         import psycopg
@@ -257,7 +289,11 @@ class S3Server:
         # Iceberg and Lance endpoints are off: they take fixed ports that two servers would share.
         args = [str(VENV_BIN / "weed"), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.data_dir}",
                 "-filer", "-s3", f"-s3.config={config}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-                "-volume.max=0", "-master.volumeSizeLimitMB=1024",
+                # A fixed slot count: with -volume.max=0 weed sizes it as free disk / volume size,
+                # and on a few GiB free the first bucket's growth (7 volumes) takes every slot, so
+                # the second gets none. Volumes are sparse files (no -master.volumePreallocate);
+                # a full disk makes them read-only (-volume.minFreeSpace, 1%).
+                "-volume.max=64", "-master.volumeSizeLimitMB=256",
                 # One master, no peers: a long election timeout only delays every restart.
                 "-master.electionTimeout=1s"]
         for name, (http, grpc) in self.ports.items():

@@ -7,6 +7,7 @@ from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import re_path
 
 from jobs.routing import http_urlpatterns, websocket_urlpatterns
+from jobs.uploads.lifespan import Lifespan
 
 
 def protocol_router(django_app) -> ProtocolTypeRouter:
@@ -15,4 +16,6 @@ def protocol_router(django_app) -> ProtocolTypeRouter:
         # plain Django would spool the whole body to disk first.
         "http": URLRouter([*http_urlpatterns, re_path(r"", django_app)]),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # Its shutdown lets uploads that the server's shutdown interrupted abort first.
+        "lifespan": Lifespan(),
     })

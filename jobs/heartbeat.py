@@ -104,5 +104,8 @@ class Beater:
                 self.remove(heartbeat)
         except DatabaseError:
             logger.warning("job.heartbeat_failed job_id=%s", heartbeat.job_id, exc_info=True)
+            # A connection the server dropped (a restart) stays broken: the next beat must
+            # open a new one, or the lease runs out under a worker that is alive.
+            connection.close()
         except Exception:  # the thread must outlive any one failure
             logger.exception("job.heartbeat_error job_id=%s", heartbeat.job_id)

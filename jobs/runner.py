@@ -1,6 +1,6 @@
 """Running one job: claim, heartbeat, stream the input through the processor, record the outcome.
 
-The Celery task is a thin wrapper around `job_run`; tests call it without Celery.
+The Celery task is a thin wrapper around `job_run_task`; tests call it, or `job_run`, without Celery.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import BinaryIO
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
+from django.utils import timezone
 
 import storage
 from processors import get_processor
@@ -32,6 +33,10 @@ logger = logging.getLogger(__name__)
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     storage.StorageUnavailable, OperationalError, InterfaceError, ConnectionError, TimeoutError, OSError,
 )
+
+# A deferred message comes back this much after its retry is due, so that it is not early again
+# by the broker's rounding of its countdown.
+DEFER_MARGIN = 0.05
 
 
 class JobContext:
@@ -71,12 +76,27 @@ class JobContext:
 
 def job_run(*, job_id: uuid.UUID | str, worker: str) -> str:
     """Runs one attempt of a job. Returns the state it ended in ("skipped" if it could not
-    be claimed); raises transient errors (after recording nothing) for job_handle_transient."""
+    be claimed); raises transient errors (after recording nothing), see job_attempt."""
     job = execution.job_claim(job_id=job_id, worker=worker)
     if job is None:
         return "skipped"
+    return job_attempt(job=job, worker=worker)
+
+
+def job_attempt(*, job: Job, worker: str) -> str:
+    """Runs the attempt of the job this worker claimed (`job` is the row as claimed, and every
+    move it makes carries that claim). Returns the state it ended in, or "lost" if the claim
+    was replaced meanwhile; raises transient errors for job_handle_transient."""
     actor = f"worker:{worker}"
     logger.info("job.starting job_id=%s type=%s attempt=%s", job.id, job.job_type, job.attempts)
+    try:
+        return _attempt(job, actor)
+    except TransitionRefused as exc:
+        logger.info("job.claim_lost job_id=%s worker=%s: %s", job.id, worker, exc)
+        return "lost"
+
+
+def _attempt(job: Job, actor: str) -> str:
     try:
         with Heartbeat(job) as heartbeat:
             return _process(job, heartbeat, actor)
@@ -125,25 +145,38 @@ def _process(job: Job, heartbeat: Heartbeat, actor: str) -> str:
     return JobState.COMPLETED
 
 
-def job_handle_transient(*, job_id: uuid.UUID | str, error: BaseException, worker: str) -> float | None:
-    """After a transient error: RETRYING (returns the delay) or DEAD (returns None)."""
-    job = Job.objects.filter(pk=job_id).first()
-    if job is None or job.state != JobState.PROCESSING:
-        return None
-    job, delay = execution.job_after_transient_error(job=job, error=error, traceback=traceback.format_exc(),
-                                                     actor=f"worker:{worker}")
-    return delay
+def job_handle_transient(*, job: Job, error: BaseException, worker: str) -> tuple[str, float | None]:
+    """After a transient error in the attempt of `job` (the row as this worker claimed it):
+    RETRYING with a delay, or DEAD; "lost", changing nothing, if the claim was replaced
+    meanwhile (a worker that stalled past its lease). Returns (outcome, delay or None)."""
+    try:
+        job, delay = execution.job_after_transient_error(job=job, error=error, traceback=traceback.format_exc(),
+                                                         actor=f"worker:{worker}")
+    except TransitionRefused as exc:
+        logger.info("job.claim_lost job_id=%s worker=%s: %s", job.id, worker, exc)
+        return "lost", None
+    return (JobState.DEAD, None) if delay is None else (JobState.RETRYING, delay)
 
 
 def job_run_task(*, job_id: str, worker: str) -> tuple[str, float | None]:
-    """The task's whole body: runs the job; on a transient or unexpected error records
-    RETRYING or DEAD. Returns (outcome, retry delay or None); a delay means retry later."""
+    """The task's whole body: claims and runs the job; on a transient or unexpected error
+    records RETRYING or DEAD. Returns (outcome, delay or None); a delay means the same
+    message is to run again after it: the retry's backoff, or, for a message that came
+    before its retry was due ("deferred"), the time until it is. Errors before the claim
+    (the database away) propagate: nothing was recorded."""
+    claim = execution.job_try_claim(job_id=job_id, worker=worker)
+    if claim.job is None:
+        if claim.due_at is not None:
+            # Early by a message the sweeper or a duplicate sent: not dropped, but put off.
+            wait = max(0.0, (claim.due_at - timezone.now()).total_seconds()) + DEFER_MARGIN
+            logger.info("job.deferred job_id=%s until=%s", job_id, claim.due_at.isoformat())
+            return "deferred", round(wait, 3)
+        return "skipped", None
     try:
-        return job_run(job_id=job_id, worker=worker), None
+        return job_attempt(job=claim.job, worker=worker), None
     except Exception as exc:
         # An unexpected error (a bug, most likely) is logged with its traceback; it is
         # handled as transient, and the dead letter keeps the traceback too.
         if not isinstance(exc, TRANSIENT_ERRORS):
             logger.exception("job.unexpected_error job_id=%s", job_id)
-        delay = job_handle_transient(job_id=job_id, error=exc, worker=worker)
-        return (JobState.DEAD, None) if delay is None else ("RETRYING", delay)
+        return job_handle_transient(job=claim.job, error=exc, worker=worker)

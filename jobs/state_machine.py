@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from .errors import TransitionRefused
@@ -58,6 +59,7 @@ def job_transition(
     claim_token: uuid.UUID | None = None,
     changes: Changes = None,
     current: Job | None = None,
+    where: Q | None = None,
 ) -> Job:
     """Moves one job to `to`, or raises TransitionRefused and changes nothing.
 
@@ -69,19 +71,28 @@ def job_transition(
     current: the caller's copy of the row as it last wrote or read it; tried instead of a
     fresh read. A stale copy costs one update that matches nothing, never a wrong move.
     It is not modified.
+    where: conditions the row must also meet, in the same update (a lease still expired, a
+    retry that is due): columns that change without a new version, or a time that passes,
+    are judged by the database at the moment of the move. A row that fails them is refused.
     """
     expected = {expected} if isinstance(expected, str) else set(expected) if expected is not None else None
     job = None
+    missed_at = None  # the version of the row the last update did not match
     for _ in range(CAS_ATTEMPTS):
         if current is not None and str(current.pk) == str(job_id):
             job, current = copy.copy(current), None
         else:
             job = Job.objects.get(pk=job_id)
+        if where is not None and job.version == missed_at:
+            # Still the version the update missed: the row failed the conditions, not the race.
+            raise TransitionRefused(f"job {job.id} ({job.state}) no longer meets the conditions of the move to {to}",
+                                    job=job)
         _check(job, to=to, expected=expected, claim_token=claim_token)
         moved = _compare_and_set(job, to=to, changes=changes(job) if callable(changes) else changes,
-                                 claim_token=claim_token, reason=reason, actor=actor)
+                                 claim_token=claim_token, where=where, reason=reason, actor=actor)
         if moved is not None:
             return moved
+        missed_at = job.version
     raise TransitionRefused(f"job {job_id} kept changing under {CAS_ATTEMPTS} attempts to move it to {to}", job=job)
 
 
@@ -106,14 +117,14 @@ def _move_values(job: Job, to: str, changes: dict[str, Any] | None, now) -> dict
 
 
 def _compare_and_set(job: Job, *, to: str, changes: dict[str, Any] | None, claim_token: uuid.UUID | None,
-                     reason: str, actor: str) -> Job | None:
+                     where: Q | None, reason: str, actor: str) -> Job | None:
     """Writes the move if the row is still at the version `job` holds; None if it is not."""
     from_state = job.state
     values = _move_values(job, to, changes, timezone.now())
     held = {"claim_token": claim_token} if claim_token is not None else {}
     # No savepoint inside a caller's transaction: a failure here fails that transaction.
     with transaction.atomic(savepoint=False):
-        if not Job.objects.filter(pk=job.pk, version=job.version, **held).update(**values):
+        if not Job.objects.filter(where or Q(), pk=job.pk, version=job.version, **held).update(**values):
             return None
         for name, value in values.items():
             setattr(job, name, value)

@@ -3,26 +3,29 @@
 Runs every SWEEP_INTERVAL_SECONDS from Celery beat (and as `manage.py sweep`). It is
 what makes the database, not Redis, the source of truth:
 - PROCESSING with an expired lease: the worker died. QUEUED again, or DEAD as a poison
-  pill after JOB_MAX_WORKER_DEATHS deaths (or when attempts are used up).
+  pill after JOB_MAX_WORKER_DEATHS deaths (or when attempts are used up), only if the claim
+  it saw still holds the job and the lease is still expired when the row is written.
 - RETRYING long past next_attempt_at: the delayed message was lost. QUEUED again.
 - CREATED for JOB_STUCK_SECONDS: a row written without being queued. QUEUED.
-- QUEUED for JOB_STUCK_SECONDS without being claimed: published again (duplicates are
-  harmless, the claim lets one through), with a growing pause between republishes.
+- QUEUED for JOB_STUCK_SECONDS without being claimed, when the broker holds fewer messages
+  than there are QUEUED jobs: published again (duplicates are harmless, the claim lets one
+  through), at most as many as are missing, with a growing pause between republishes.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import F
+from django.db import connection
+from django.db.models import F, Q
 from django.utils import timezone
 
 from .errors import TransitionRefused
 from .models import Job, JobState
 from .services.execution import job_kill
-from .services.queue import job_enqueue, job_publish
+from .services.queue import job_enqueue, job_messages_waiting, job_publish
 
 logger = logging.getLogger(__name__)
 S = JobState
@@ -51,43 +54,101 @@ def sweep() -> dict[str, int]:
     now = timezone.now()
     stuck = now - timedelta(seconds=settings.JOB_STUCK_SECONDS)
 
-    for job in Job.objects.filter(state=S.PROCESSING, lease_expires_at__lt=now)[:BATCH]:
-        deaths = job.worker_deaths + 1
-        reason = f"lease expired (worker {job.worker or '?'} stopped heartbeating); worker deaths: {deaths}"
-        try:
-            if deaths >= settings.JOB_MAX_WORKER_DEATHS or job.attempts >= job.max_attempts:
-                why = ("poison pill: it killed its worker" if deaths >= settings.JOB_MAX_WORKER_DEATHS
-                       else "attempts exhausted")
-                code = "poison_pill" if deaths >= settings.JOB_MAX_WORKER_DEATHS else "attempts_exhausted"
-                job_kill(job_id=job.id, expected=S.PROCESSING, claim_token=job.claim_token, actor=ACTOR,
-                         reason=f"{why} ({reason})", code=code)
-                counts["poison_pills"] += 1
-            elif job_enqueue(job_id=job.id, expected=(S.PROCESSING,), reason=reason, actor=ACTOR,
-                             changes={"worker_deaths": deaths, "claim_token": None,
-                                      "lease_expires_at": None}, current=job):
-                counts["expired_leases"] += 1
-        except TransitionRefused:
-            continue  # it moved on while we looked
+    db_started = database_started_at()
+    # For one lease after a database restart, live workers get the time to heartbeat again.
+    leases_due = db_started is None or now - db_started >= timedelta(seconds=settings.JOB_LEASE_SECONDS)
+    for job in Job.objects.filter(state=S.PROCESSING, lease_expires_at__lt=now)[:BATCH if leases_due else 0]:
+        outcome = lease_expired(job=job, now=now, db_started=db_started)
+        if outcome:
+            counts[outcome] += 1
 
-    grace = timedelta(seconds=max(10, settings.JOB_STUCK_SECONDS // 2))
-    for job in Job.objects.filter(state=S.RETRYING, next_attempt_at__lt=now - grace)[:BATCH]:
-        if job_enqueue(job_id=job.id, expected=(S.RETRYING,), reason="retry overdue: message lost", actor=ACTOR,
-                       current=job):
+    for job in Job.objects.filter(state=S.RETRYING, next_attempt_at__lt=now - retry_grace())[:BATCH]:
+        if retry_overdue(job=job, now=now):
             counts["overdue_retries"] += 1
 
     for job in Job.objects.filter(state=S.CREATED, created_at__lt=stuck)[:BATCH]:
         if job_enqueue(job_id=job.id, expected=(S.CREATED,), reason="never queued", actor=ACTOR, current=job):
             counts["stuck_created"] += 1
 
-    for job in Job.objects.filter(state=S.QUEUED, queued_at__lt=stuck)[:BATCH]:
-        if now < republish_due(job):
-            continue
-        updated = Job.objects.filter(pk=job.pk, state=S.QUEUED, publish_count=job.publish_count).update(
-            publish_count=F("publish_count") + 1, updated_at=now)
-        if updated and job_publish(job=job, task_id=job.celery_task_id or str(job.id)):
-            counts["republished"] += 1
-            logger.info("job.republished job_id=%s publish_count=%s", job.id, job.publish_count + 1)
+    counts["republished"] = republish_lost(now=now)
 
     if any(counts.values()):
         logger.info("sweep %s", " ".join(f"{k}={v}" for k, v in counts.items()))
     return counts
+
+
+def database_started_at() -> datetime | None:
+    """When the PostgreSQL server started: a lease that ran out across a restart is the
+    database's doing, not the worker's."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_postmaster_start_time()")
+        return cursor.fetchone()[0]
+
+
+def lease_expired(*, job: Job, now: datetime, db_started: datetime | None = None) -> str | None:
+    """A PROCESSING row the sweep read with its lease expired at `now`: QUEUED again, or DEAD.
+    Returns which (the counter's name), or None if the job moved on meanwhile.
+
+    The move carries the claim the sweep saw and the expired lease as conditions of its own
+    update: a claim made since, or a heartbeat that extended the lease, makes it change nothing.
+    """
+    # A worker last heard from before the database restarted lost its job to the restart
+    # (its writes failed), not to something the job did: no death is counted.
+    restart = db_started is not None and job.heartbeat_at is not None and job.heartbeat_at < db_started
+    deaths = job.worker_deaths + (0 if restart else 1)
+    reason = (f"lease expired across a database restart (worker {job.worker or '?'}); not a worker death"
+              if restart else
+              f"lease expired (worker {job.worker or '?'} stopped heartbeating); worker deaths: {deaths}")
+    seen = {"current": job, "claim_token": job.claim_token, "where": Q(lease_expires_at__lt=now)}
+    try:
+        if deaths >= settings.JOB_MAX_WORKER_DEATHS or job.attempts >= job.max_attempts:
+            pill = deaths >= settings.JOB_MAX_WORKER_DEATHS
+            why = "poison pill: it killed its worker" if pill else "attempts exhausted"
+            job_kill(job_id=job.id, expected=S.PROCESSING, actor=ACTOR, reason=f"{why} ({reason})",
+                     code="poison_pill" if pill else "attempts_exhausted", **seen)
+            return "poison_pills"
+        if job_enqueue(job_id=job.id, expected=(S.PROCESSING,), reason=reason, actor=ACTOR,
+                       changes={"worker_deaths": deaths, "claim_token": None, "lease_expires_at": None}, **seen):
+            return "expired_leases"
+    except TransitionRefused:
+        pass  # it moved on while we looked
+    return None
+
+
+def retry_grace() -> timedelta:
+    """How long past next_attempt_at a RETRYING job's delayed message counts as lost."""
+    return timedelta(seconds=max(10, settings.JOB_STUCK_SECONDS // 2))
+
+
+def retry_overdue(*, job: Job, now: datetime) -> bool:
+    """A RETRYING row the sweep read long past its next_attempt_at: QUEUED again. The overdue
+    time is a condition of the update, so a job that has since failed again and waits for a
+    later retry is left to wait."""
+    return job_enqueue(job_id=job.id, expected=(S.RETRYING,), reason="retry overdue: message lost", actor=ACTOR,
+                       current=job, where=Q(next_attempt_at__lt=now - retry_grace())) is not None
+
+
+def republish_lost(*, now: datetime) -> int:
+    """Publishes again the run messages of QUEUED jobs that the broker no longer holds.
+
+    The jobs QUEUED that outnumber the messages waiting in the broker lost theirs (Redis
+    restarted empty, a publish failed); the oldest are those, as the broker hands out the
+    oldest first. So at most that many are republished, oldest first, each only when its
+    growing pause is over. A backlog whose messages all wait gets no duplicates.
+    """
+    stuck = now - timedelta(seconds=settings.JOB_STUCK_SECONDS)
+    due = [job for job in Job.objects.filter(state=S.QUEUED, queued_at__lt=stuck).order_by("queued_at")[:BATCH]
+           if now >= republish_due(job)]
+    if not due:
+        return 0
+    waiting = job_messages_waiting()
+    # A broker that cannot say gets every due job republished: the database decides.
+    lost = len(due) if waiting is None else Job.objects.filter(state=S.QUEUED).count() - waiting
+    republished = 0
+    for job in due[:max(lost, 0)]:
+        updated = Job.objects.filter(pk=job.pk, state=S.QUEUED, publish_count=job.publish_count).update(
+            publish_count=F("publish_count") + 1, updated_at=now)
+        if updated and job_publish(job=job, task_id=job.celery_task_id or str(job.id)):
+            republished += 1
+            logger.info("job.republished job_id=%s publish_count=%s", job.id, job.publish_count + 1)
+    return republished

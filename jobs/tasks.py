@@ -7,17 +7,20 @@ has soft and hard time limits; a job's run message carries its processor's own l
 from __future__ import annotations
 
 import logging
+import random
 import socket
 from enum import StrEnum
 
 from celery import shared_task
 from celery.signals import task_postrun, worker_init, worker_process_init
-from django.db import close_old_connections
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections
 from django.urls import get_resolver
 
 import storage
 
-from . import runner, sweeper
+from . import lifecycle, runner, sweeper  # noqa: F401  (lifecycle: the worker's signal handlers)
+from .services.maintenance import uploads_abort_abandoned
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +58,28 @@ def _close_old_connections(**_) -> None:
     close_old_connections()
 
 
-@shared_task(name="jobs.run_job", bind=True, queue=Queue.JOBS, acks_late=True, reject_on_worker_lost=True,
+def database_retry_delay(retries: int) -> float:
+    """Backoff for a message that met the database away: doubling from 1 s, capped, with jitter."""
+    ceiling = min(settings.JOB_DB_RETRY_BACKOFF_MAX, 2.0 ** retries)
+    return round(random.uniform(ceiling / 2, ceiling), 3)
+
+
+# Not rejected when its pool process dies: a message given back would find the job still
+# PROCESSING and be dropped. The job's lease recovers it instead; jobs.lifecycle ends the
+# lease at once when the main process sees its pool process die.
+@shared_task(name="jobs.run_job", bind=True, queue=Queue.JOBS, acks_late=True, reject_on_worker_lost=False,
              soft_time_limit=600, time_limit=660, max_retries=None)
 def run_job(self, job_id: str) -> str:
-    outcome, delay = runner.job_run_task(job_id=job_id, worker=self.request.hostname or socket.gethostname())
+    try:
+        outcome, delay = runner.job_run_task(job_id=job_id, worker=self.request.hostname or socket.gethostname())
+    except DatabaseError as exc:
+        # The database is away (the claim, or recording the attempt, failed): the message
+        # comes back later instead of being acknowledged and lost.
+        logger.warning("job.database_unavailable job_id=%s retries=%s: %s", job_id, self.request.retries, exc)
+        raise self.retry(countdown=database_retry_delay(self.request.retries)) from None
     if delay is not None:
-        # The attempt is recorded as RETRYING; the same message comes back after the backoff.
+        # The attempt is recorded as RETRYING, or the message came before its retry was due:
+        # the same message comes back after the delay.
         raise self.retry(countdown=delay)
     return outcome
 
@@ -76,3 +95,10 @@ def dead_letter(job_id: str, reason: str) -> str:
              soft_time_limit=120, time_limit=180)
 def sweep() -> dict:
     return sweeper.sweep()
+
+
+@shared_task(name="jobs.abort_abandoned_uploads", queue=Queue.MAINTENANCE, acks_late=True, ignore_result=True,
+             soft_time_limit=300, time_limit=360)
+def abort_abandoned_uploads() -> dict:
+    outcome = uploads_abort_abandoned()
+    return {"aborted": outcome.aborted, "sessions": outcome.sessions, "errors": len(outcome.errors)}

@@ -31,8 +31,10 @@ def client_config() -> Config:
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
         retries={"mode": "standard", "max_attempts": settings.S3_MAX_ATTEMPTS},
+        # Deadlines as for obstore (jobplatform/settings/base.py); keepalives notice a vanished host.
         connect_timeout=settings.S3_CONNECT_TIMEOUT,
         read_timeout=settings.S3_READ_TIMEOUT,
+        tcp_keepalive=True,
     )
 
 
@@ -44,7 +46,8 @@ def _cached(endpoint: str | None, make: Callable[[], object]):
     """One client per process and configuration, shared by all threads (boto3 clients are
     thread-safe and costly to build); a forked child builds its own."""
     key = (os.getpid(), endpoint, settings.S3_ACCESS_KEY_ID, settings.S3_SECRET_ACCESS_KEY, settings.S3_REGION,
-           settings.S3_ADDRESSING_STYLE, settings.S3_MAX_ATTEMPTS)
+           settings.S3_ADDRESSING_STYLE, settings.S3_MAX_ATTEMPTS, settings.S3_CONNECT_TIMEOUT,
+           settings.S3_READ_TIMEOUT)
     client_ = _clients.get(key)
     if client_ is None:
         with _clients_lock:

@@ -50,9 +50,13 @@ def abort(bucket: str, key: str, upload_id: str) -> None:
 
 
 def list_open(bucket: str, prefix: str = "") -> list[dict]:
-    """Multipart uploads neither completed nor aborted: [{key, upload_id}]."""
+    """Multipart uploads neither completed nor aborted: [{key, upload_id, initiated}], every
+    page of them; `initiated` is the server's time (an aware datetime) the upload started."""
     if settings.STORAGE_BACKEND != "s3":
         return []
+    uploads = []
     with errors(f"s3://{bucket}"):
-        r = client().list_multipart_uploads(Bucket=bucket, Prefix=prefix)
-    return [{"key": u["Key"], "upload_id": u["UploadId"]} for u in r.get("Uploads", [])]
+        for page in client().get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix):
+            uploads += [{"key": u["Key"], "upload_id": u["UploadId"], "initiated": u["Initiated"]}
+                        for u in page.get("Uploads", [])]
+    return uploads

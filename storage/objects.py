@@ -42,23 +42,27 @@ _requests_from: int | None = None  # the pid that sent the first request
 def _config() -> tuple:
     return (settings.S3_ENDPOINT_URL, settings.S3_ACCESS_KEY_ID, settings.S3_SECRET_ACCESS_KEY,
             settings.S3_REGION, settings.S3_ADDRESSING_STYLE, settings.S3_MAX_ATTEMPTS,
-            settings.S3_CONNECT_TIMEOUT, settings.S3_READ_TIMEOUT)
+            settings.S3_CONNECT_TIMEOUT, settings.S3_READ_TIMEOUT, settings.S3_RETRY_TIMEOUT,
+            settings.S3_HEAD_TIMEOUT)
 
 
-def _build(bucket: str) -> S3Store:
+def _build(bucket: str, *, small: bool = False) -> S3Store:
     """One store per bucket, process and configuration; stores are thread-safe and keep
-    their connections. Keyed by configuration so a changed setting takes effect."""
-    key = (os.getpid(), bucket, *_config())
+    their connections. Keyed by configuration so a changed setting takes effect.
+    small: the store for metadata requests, whose every try ends after S3_HEAD_TIMEOUT."""
+    key = (os.getpid(), bucket, small, *_config())
     store = _stores.get(key)
     if store is None:
         with _stores_lock:
             store = _stores.get(key)
             if store is None:
-                store = _stores[key] = _make_store(bucket)
+                store = _stores[key] = _make_store(bucket, request_timeout=settings.S3_HEAD_TIMEOUT if small else None)
     return store
 
 
-def _make_store(bucket: str) -> S3Store:
+def _make_store(bucket: str, *, request_timeout: float | None = None, probe: bool = False) -> S3Store:
+    """request_timeout: every try of a request ends after that many seconds (metadata
+    requests, health probes), instead of only a stalled read; probe: no retries."""
     endpoint = settings.S3_ENDPOINT_URL
     virtual_hosted = settings.S3_ADDRESSING_STYLE == "virtual" or (
         settings.S3_ADDRESSING_STYLE == "auto" and not endpoint)
@@ -71,20 +75,23 @@ def _make_store(bucket: str) -> S3Store:
         virtual_hosted_style_request=virtual_hosted,
         client_options={
             "allow_http": bool(endpoint and endpoint.startswith("http://")),
-            "connect_timeout": timedelta(seconds=settings.S3_CONNECT_TIMEOUT),
+            "connect_timeout": timedelta(seconds=min(settings.S3_CONNECT_TIMEOUT, request_timeout or 1e9)),
             # A stalled read is caught by read_timeout; the whole-request timeout must
             # outlast a streamed GET of a large object, which can take many minutes.
-            "read_timeout": timedelta(seconds=settings.S3_READ_TIMEOUT),
-            "timeout": timedelta(hours=24),
+            "read_timeout": timedelta(seconds=min(settings.S3_READ_TIMEOUT, request_timeout or 1e9)),
+            "timeout": timedelta(seconds=request_timeout or 24 * 3600),
         },
-        retry_config={"max_retries": max(0, settings.S3_MAX_ATTEMPTS - 1),
-                      "retry_timeout": timedelta(minutes=3)},
+        retry_config=({"max_retries": 0} if probe else
+                      {"max_retries": max(0, settings.S3_MAX_ATTEMPTS - 1),
+                       # A metadata request begins no retry after two of its deadlines.
+                       "retry_timeout": timedelta(seconds=min(settings.S3_RETRY_TIMEOUT,
+                                                              2 * (request_timeout or 1e9)))}),
         **options,
     )
 
 
-def store(bucket: str) -> S3Store:
-    """The store for a bucket, for sending a request now."""
+def store(bucket: str, *, small: bool = False) -> S3Store:
+    """The store for a bucket, for sending a request now (small: a metadata request)."""
     global _requests_from
     pid = os.getpid()
     if _requests_from is None:
@@ -94,7 +101,7 @@ def store(bucket: str) -> S3Store:
         # survive fork: a forked child would hang on its first request instead.
         raise RuntimeError("object storage was used before this process was forked; obstore's runtime "
                            "does not survive fork, so a prefork parent must not send S3 requests")
-    return _build(bucket)
+    return _build(bucket, small=small)
 
 
 def warm_up() -> None:
@@ -133,7 +140,7 @@ def _info(bucket: str, key: str, meta, attributes: Attributes) -> ObjectInfo:
 
 def head(bucket: str, key: str) -> ObjectInfo:
     with errors(f"s3://{bucket}/{key}"):
-        result = obstore.get(store(bucket), key, options={"head": True})
+        result = obstore.get(store(bucket, small=True), key, options={"head": True})
     return _info(bucket, key, result.meta, result.attributes)
 
 
@@ -256,3 +263,19 @@ def check() -> None:
     """One cheap listing: the server answers, the bucket exists, the keys are accepted."""
     with errors("object storage"):
         obstore.list_with_delimiter(store(settings.S3_INPUT_BUCKET), prefix="readyz-probe")
+
+
+def probe_read(bucket: str, *, timeout: float) -> None:
+    """One listing under readyz/ with a single try given up after `timeout` seconds: the
+    server answers and the bucket exists. The store is built for this call alone, so no
+    connection outlives a hung probe."""
+    with errors(f"s3://{bucket}"):
+        obstore.list_with_delimiter(_make_store(bucket, request_timeout=timeout, probe=True), prefix="readyz")
+
+
+def probe_write(bucket: str, key: str, *, timeout: float) -> None:
+    """Writes and deletes a tiny object, one try per request: the bucket has room for a write."""
+    with errors(f"s3://{bucket}/{key}"):
+        probe_store = _make_store(bucket, request_timeout=timeout, probe=True)
+        obstore.put(probe_store, key, b"readyz", attributes={"Content-Type": "text/plain"})
+        obstore.delete(probe_store, key)

@@ -158,7 +158,7 @@ class WebServer:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "jobplatform.asgi:application", "--host", "127.0.0.1", "--port",
-                 str(self.port), "--lifespan", "off", "--no-access-log"],
+                 str(self.port), "--no-access-log"],
                 env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                 preexec_fn=die_with_parent(signal.SIGKILL))
         try:

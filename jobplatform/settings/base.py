@@ -120,6 +120,32 @@ DATABASES = {"default": dj_database_url.parse(
 # transaction-pooling mode, which cannot keep prepared statements.
 if env_bool("DB_SERVER_SIDE_BINDING", True):
     DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
+# Deadlines on every database call (libpq parameters, passed through by psycopg):
+# - a connection attempt gives up after DB_CONNECT_TIMEOUT seconds (psycopg's minimum is 2);
+# - the server cancels a statement after DB_STATEMENT_TIMEOUT seconds and a lock wait after
+#   DB_LOCK_TIMEOUT (0 turns either off; PgBouncer rejects the `options` startup parameter
+#   unless it is in its ignore_startup_parameters, so set both to 0 behind it);
+# - TCP keepalives and tcp_user_timeout drop a connection to a host that vanished (about
+#   DB_KEEPALIVE_SECONDS x 2.5), instead of waiting for the kernel's two hours.
+# A server that hangs while its host still answers TCP (a paused process) is caught on this
+# side by jobplatform.dbdeadline, after DB_HUNG_CHECK_SECONDS.
+DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 2)
+DB_STATEMENT_TIMEOUT = env_int("DB_STATEMENT_TIMEOUT", 30)
+DB_LOCK_TIMEOUT = env_int("DB_LOCK_TIMEOUT", 10)
+DB_KEEPALIVE_SECONDS = env_int("DB_KEEPALIVE_SECONDS", 10)
+DB_HUNG_CHECK_SECONDS = float(env("DB_HUNG_CHECK_SECONDS", "1"))
+_db_server_options = " ".join(
+    f"-c {name}={seconds * 1000}" for name, seconds in
+    (("statement_timeout", DB_STATEMENT_TIMEOUT), ("lock_timeout", DB_LOCK_TIMEOUT)) if seconds > 0)
+DATABASES["default"].setdefault("OPTIONS", {}).update({
+    "connect_timeout": DB_CONNECT_TIMEOUT,
+    "keepalives": 1,
+    "keepalives_idle": DB_KEEPALIVE_SECONDS,
+    "keepalives_interval": max(1, DB_KEEPALIVE_SECONDS // 2),
+    "keepalives_count": 3,
+    "tcp_user_timeout": DB_KEEPALIVE_SECONDS * 2500,  # milliseconds
+    **({"options": _db_server_options} if _db_server_options else {}),
+})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- redis: broker, channel layer, cache ---------------------------------------------------
@@ -128,12 +154,18 @@ REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
 # django-redis: Django builds a new cache object for every request served from a thread pool,
 # and its own Redis cache keeps the connection pool on that object; django-redis keeps one
 # connection pool per process, shared by every request.
-CACHES = {"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": REDIS_URL}}
+# Every Redis client has deadlines: REDIS_CONNECT_TIMEOUT to connect, REDIS_SOCKET_TIMEOUT
+# for an answer, so a paused or unreachable Redis fails a call in seconds, never hangs it.
+REDIS_CONNECT_TIMEOUT = env_int("REDIS_CONNECT_TIMEOUT", 2)
+REDIS_SOCKET_TIMEOUT = env_int("REDIS_SOCKET_TIMEOUT", 3)
+CACHES = {"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": REDIS_URL, "OPTIONS": {
+    "SOCKET_CONNECT_TIMEOUT": REDIS_CONNECT_TIMEOUT, "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT}}}
 
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+                              "socket_timeout": REDIS_SOCKET_TIMEOUT, "socket_keepalive": True}]},
     }
 }
 
@@ -153,9 +185,17 @@ S3_ADDRESSING_STYLE = env("S3_ADDRESSING_STYLE", "path" if S3_ENDPOINT_URL else 
 S3_INPUT_BUCKET = env("S3_INPUT_BUCKET", "job-inputs")
 S3_OUTPUT_BUCKET = env("S3_OUTPUT_BUCKET", "job-outputs")
 S3_KEY_PREFIX = (env("S3_KEY_PREFIX", "") or "").strip("/")
-S3_MAX_ATTEMPTS = env_int("S3_MAX_ATTEMPTS", 5)
+# Deadlines on every S3 request (obstore and boto3 alike): S3_CONNECT_TIMEOUT to connect,
+# S3_READ_TIMEOUT for each read of an answer (reset by every chunk, so a long streamed GET is
+# fine), S3_MAX_ATTEMPTS tries in all, no retry begun after S3_RETRY_TIMEOUT. One call to a
+# hung S3 therefore fails within about S3_MAX_ATTEMPTS x (connect + read) (docs/states.md).
+S3_MAX_ATTEMPTS = env_int("S3_MAX_ATTEMPTS", 3)
 S3_CONNECT_TIMEOUT = env_int("S3_CONNECT_TIMEOUT", 5)
-S3_READ_TIMEOUT = env_int("S3_READ_TIMEOUT", 60)
+S3_READ_TIMEOUT = env_int("S3_READ_TIMEOUT", 15)
+S3_RETRY_TIMEOUT = env_int("S3_RETRY_TIMEOUT", 60)
+# Metadata requests (a HEAD: job creation's check of its input) end each try after this many
+# seconds and begin no retry after two, so an API call meets a hung S3 for about 5 s at most.
+S3_HEAD_TIMEOUT = env_int("S3_HEAD_TIMEOUT", 2)
 LOCAL_STORAGE_ROOT = Path(env("LOCAL_STORAGE_ROOT", str(BASE_DIR / ".data" / "objects")))
 if not DEBUG and STORAGE_BACKEND == "s3" and S3_ACCESS_KEY_ID == DEFAULT_S3_ACCESS_KEY:
     raise ImproperlyConfigured(
@@ -172,6 +212,10 @@ STORAGES = {
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 5 * 1024**3)
 UPLOAD_PART_SIZE = env_int("UPLOAD_PART_SIZE", 8 * 1024**2)
 UPLOAD_MAX_PARTS_IN_FLIGHT = env_int("UPLOAD_MAX_PARTS_IN_FLIGHT", 2)
+# The web process's shutdown waits this long for interrupted streamed uploads to abort.
+UPLOAD_SHUTDOWN_WAIT_SECONDS = env_int("UPLOAD_SHUTDOWN_WAIT_SECONDS", 10)
+# Multipart uploads (streamed or direct) open longer than this are aborted by the clean-up.
+UPLOAD_ABANDONED_SECONDS = env_int("UPLOAD_ABANDONED_SECONDS", 24 * 3600)
 PRESIGNED_URL_MAX_EXPIRY = 86400
 PRESIGNED_URL_DEFAULT_EXPIRY = 3600
 
@@ -179,11 +223,21 @@ PRESIGNED_URL_DEFAULT_EXPIRY = 3600
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 5)
 JOB_RETRY_BACKOFF_BASE = float(env("JOB_RETRY_BACKOFF_BASE", "2"))  # seconds, doubled per attempt
 JOB_RETRY_BACKOFF_MAX = float(env("JOB_RETRY_BACKOFF_MAX", "300"))
-JOB_LEASE_SECONDS = env_int("JOB_LEASE_SECONDS", 30)  # a PROCESSING job without heartbeat for this long is re-queued
-JOB_HEARTBEAT_SECONDS = env_int("JOB_HEARTBEAT_SECONDS", 5)
+# A PROCESSING job without a heartbeat for this long is re-queued. Lease 6 s, a heartbeat
+# every 2 s (three per lease) and a sweep every second re-queue a SIGKILLed worker's job
+# within 7 s (docs/states.md, bench/recovery.py).
+JOB_LEASE_SECONDS = env_int("JOB_LEASE_SECONDS", 6)
+JOB_HEARTBEAT_SECONDS = env_int("JOB_HEARTBEAT_SECONDS", 2)
 JOB_STUCK_SECONDS = env_int("JOB_STUCK_SECONDS", 60)  # CREATED/QUEUED for this long: its message is re-published
 JOB_MAX_WORKER_DEATHS = env_int("JOB_MAX_WORKER_DEATHS", 3)  # lease expiries before a job is a poison pill
-SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 10)
+SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 1)  # `manage.py sweep --loop` and beat's sweep
+# Warm shutdown (SIGTERM to a worker): running jobs may finish for this long, then they are
+# handed back (QUEUED at once, not a worker death); a pool process still busy this much
+# later is killed. Keep the sum under the platform's kill timeout (Kubernetes: 30 s).
+JOB_SHUTDOWN_GRACE_SECONDS = float(env("JOB_SHUTDOWN_GRACE_SECONDS", "20"))
+JOB_SHUTDOWN_HANDBACK_SECONDS = float(env("JOB_SHUTDOWN_HANDBACK_SECONDS", "5"))
+# A run message that met the database away is retried after 1, 2, 4 ... s, up to this.
+JOB_DB_RETRY_BACKOFF_MAX = float(env("JOB_DB_RETRY_BACKOFF_MAX", "30"))
 JOB_PROGRESS_MIN_INTERVAL = float(env("JOB_PROGRESS_MIN_INTERVAL", "0.2"))  # at most 5 progress events a second
 
 # Extra processor modules to import (and so register) at start-up: a deployment's own job
@@ -207,6 +261,7 @@ CELERY_TASK_DEFAULT_QUEUE = "jobs"
 CELERY_TASK_ROUTES = {
     "jobs.run_job": {"queue": "jobs"},
     "jobs.sweep": {"queue": "maintenance"},
+    "jobs.abort_abandoned_uploads": {"queue": "maintenance"},
     # Parked messages of dead jobs; no worker consumes this queue unless asked to.
     "jobs.dead_letter": {"queue": "dead-letter"},
 }
@@ -215,10 +270,19 @@ CELERY_TASK_TRACK_STARTED = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The lease sweeper, not Redis' visibility timeout, recovers jobs from dead workers; keep
 # the timeout above the longest hard time limit so Redis does not redeliver live work.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+# The socket deadlines make a publish to a paused Redis fail in seconds instead of blocking
+# the web thread that created the job (the sweeper publishes it later).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+    "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+    "socket_timeout": REDIS_SOCKET_TIMEOUT,
+    "socket_keepalive": True,
+}
 CELERY_TIMEZONE = "UTC"
 
 # --- web -----------------------------------------------------------------------------------
+# /readyz answers within this many seconds; a check that has not returned by then is "hung".
+READYZ_TIMEOUT = float(env("READYZ_TIMEOUT", "1.5"))
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},

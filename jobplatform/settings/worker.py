@@ -17,5 +17,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # after each task instead, as Django does after each request.
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 CELERY_BEAT_SCHEDULE = {
-    "sweep": {"task": "jobs.sweep", "schedule": float(SWEEP_INTERVAL_SECONDS)},
+    # A sweep message that waited longer than one interval (every pool process busy with
+    # long jobs) is dropped, not run late in a pile: the next one is on its way, and the
+    # `manage.py sweep --loop` process sweeps whatever the pool is doing.
+    "sweep": {"task": "jobs.sweep", "schedule": float(SWEEP_INTERVAL_SECONDS),
+              "options": {"expires": float(SWEEP_INTERVAL_SECONDS)}},
+    # Abandoned multipart uploads: hourly, aborting those open past UPLOAD_ABANDONED_SECONDS.
+    "abort-abandoned-uploads": {"task": "jobs.abort_abandoned_uploads", "schedule": 3600.0,
+                                "options": {"expires": 3600.0}},
 }

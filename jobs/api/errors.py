@@ -3,14 +3,17 @@
 Every way a request to /api/ can fail ends here: DRF exceptions and JobError (through
 `exception_handler`), unmatched /api/ paths (`not_found`), and errors outside any DRF
 view (`handler404` / `handler500`, wired in the root urlconf). An API client never gets
-an HTML error page.
+an HTML error page, and a database or object store that is down or hung is a 503
+`service_unavailable` with Retry-After, never a 500.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 
-from django.http import Http404, JsonResponse
+from django.db import InterfaceError, OperationalError
+from django.http import Http404, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
@@ -19,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
+import storage
 from jobs.errors import JobError
 
 logger = logging.getLogger(__name__)
@@ -35,6 +39,23 @@ _CODES = {
     exceptions.Throttled: "throttled",
     exceptions.NotFound: "not_found",
 }
+
+
+# How long a client is asked to wait after a 503: about one database or S3 deadline.
+RETRY_AFTER_SECONDS = 5
+
+
+def unavailable_part(exc: BaseException) -> str | None:
+    """The dependency an exception says is away (down or past its deadline), if any."""
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return "database"
+    if isinstance(exc, storage.StorageUnavailable):
+        return "storage"
+    return None
+
+
+def _unavailable_message(part: str) -> str:
+    return f"the {part} is unavailable; try again in a few seconds"
 
 
 def error_body(code: str, message: str, details: dict | None = None) -> dict:
@@ -62,7 +83,16 @@ def error_summary(detail) -> str:
 def exception_handler(exc, context):
     if isinstance(exc, JobError):
         set_rollback()
-        return error_response(exc.code, exc.message, exc.status, exc.details)
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.status == 503 else None
+        return error_response(exc.code, exc.message, exc.status, exc.details, headers)
+    part = unavailable_part(exc)
+    if part is not None:
+        logger.warning("api.service_unavailable part=%s error=%s", part, str(exc).splitlines()[0][:200] if str(exc)
+                       else type(exc).__name__)
+        set_rollback()
+        return error_response("service_unavailable", _unavailable_message(part), status.HTTP_503_SERVICE_UNAVAILABLE,
+                              {"part": part, "retry_after": RETRY_AFTER_SECONDS},
+                              {"Retry-After": str(RETRY_AFTER_SECONDS)})
     response = drf_exception_handler(exc, context)
     if response is None:
         # Not an API exception: a bug or an outage. Logged with its traceback, answered
@@ -117,6 +147,18 @@ def handler404(request, exception: Exception | None = None):
 
 
 def handler500(request):
+    # Django calls this while handling the exception, so it is still the current one.
+    part = unavailable_part(sys.exc_info()[1])
+    if part is not None:
+        if _is_api(request):
+            response = _json_error("service_unavailable", _unavailable_message(part), 503,
+                                   {"part": part, "retry_after": RETRY_AFTER_SECONDS})
+        else:
+            # No template: the site's base template reads the user, from the database that is away.
+            response = HttpResponse(f"<!doctype html><title>503</title><h1>Unavailable</h1>"
+                                    f"<p>{_unavailable_message(part)}.</p>", status=503)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     if _is_api(request):
         return _json_error("server_error", "internal server error; the error was logged", 500)
     return defaults.server_error(request)

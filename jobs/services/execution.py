@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from ..errors import TransitionRefused
@@ -21,8 +23,26 @@ logger = logging.getLogger(__name__)
 S = JobState
 
 
-def job_claim(*, job_id: uuid.UUID | str, worker: str) -> Job | None:
-    """Takes a QUEUED or RETRYING job for this worker; None if someone else has it or it is over."""
+def claimable_at(now: datetime) -> Q:
+    """The rows a claim may take at `now`: QUEUED, or RETRYING with its backoff over."""
+    return Q(state=S.QUEUED) | Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a claim attempt found: the job, now this worker's, or why not."""
+
+    job: Job | None = None
+    # A RETRYING job whose backoff is not over: when it is. The message is to come back then.
+    due_at: datetime | None = None
+
+
+def job_try_claim(*, job_id: uuid.UUID | str, worker: str) -> Claim:
+    """Takes a QUEUED job, or a RETRYING one whose next_attempt_at has come, for this worker.
+
+    The due time is a condition of the claim's own update, so a retry is never taken early,
+    whatever message or sweep asks for it.
+    """
     now = timezone.now()
 
     def claim(row: Job) -> dict:
@@ -31,13 +51,22 @@ def job_claim(*, job_id: uuid.UUID | str, worker: str) -> Job | None:
                 "lease_expires_at": now + timedelta(seconds=settings.JOB_LEASE_SECONDS)}
 
     try:
-        return job_transition(job_id=job_id, to=S.PROCESSING, expected=(S.QUEUED, S.RETRYING),
-                              reason="claimed", actor=f"worker:{worker}", changes=claim)
+        return Claim(job=job_transition(job_id=job_id, to=S.PROCESSING, expected=(S.QUEUED, S.RETRYING),
+                                        reason="claimed", actor=f"worker:{worker}", changes=claim,
+                                        where=claimable_at(now)))
     except TransitionRefused as exc:
         logger.info("job.claim_refused job_id=%s worker=%s: %s", job_id, worker, exc)
-        return None
+        row = exc.job
+        if row is not None and row.state == S.RETRYING and row.next_attempt_at and row.next_attempt_at > now:
+            return Claim(due_at=row.next_attempt_at)
+        return Claim()
     except Job.DoesNotExist:
-        return None
+        return Claim()
+
+
+def job_claim(*, job_id: uuid.UUID | str, worker: str) -> Job | None:
+    """The job, claimed for this worker; None if someone else has it, it is over, or its retry is not due."""
+    return job_try_claim(job_id=job_id, worker=worker).job
 
 
 def job_heartbeat(*, job_id: uuid.UUID | str, claim_token: uuid.UUID) -> bool:
@@ -60,21 +89,29 @@ def job_record_progress(*, job: Job, bytes_read: int) -> bool:
     return False
 
 
+def held(job: Job) -> uuid.UUID:
+    """The claim a worker-side move carries: the one this worker won, which the move's update
+    matches, so a worker whose claim was replaced changes nothing. A copy without one is refused."""
+    if job.claim_token is None:
+        raise TransitionRefused(f"job {job.id} is not held by this worker", job=job)
+    return job.claim_token
+
+
 def job_complete(*, job: Job, result: dict, result_keys: list[str], actor: str) -> Job:
-    return job_transition(job_id=job.id, to=S.COMPLETED, expected=S.PROCESSING, claim_token=job.claim_token,
+    return job_transition(job_id=job.id, to=S.COMPLETED, expected=S.PROCESSING, claim_token=held(job),
                           reason="result written", actor=actor, current=job,
                           changes={"result": result, "result_keys": result_keys, "error_code": "",
                                    "error_message": "", "progress_bytes": job.input_size})
 
 
 def job_fail(*, job: Job, code: str, message: str, actor: str) -> Job:
-    return job_transition(job_id=job.id, to=S.FAILED, expected=S.PROCESSING, claim_token=job.claim_token,
+    return job_transition(job_id=job.id, to=S.FAILED, expected=S.PROCESSING, claim_token=held(job),
                           reason=message, actor=actor, current=job,
                           changes={"error_code": code[:64], "error_message": message})
 
 
 def job_cancelled_by_worker(*, job: Job, actor: str) -> Job:
-    return job_transition(job_id=job.id, to=S.CANCELLED, expected=S.PROCESSING, claim_token=job.claim_token,
+    return job_transition(job_id=job.id, to=S.CANCELLED, expected=S.PROCESSING, claim_token=held(job),
                           reason="cancelled at the next chunk", actor=actor, current=job,
                           changes={"error_code": "cancelled", "error_message": "cancelled by request"})
 
@@ -90,11 +127,11 @@ def job_after_transient_error(*, job: Job, error: BaseException, traceback: str,
     """RETRYING with a backoff if attempts remain, else DEAD. Returns (job, delay or None)."""
     message = f"{type(error).__name__}: {error}"[:2000]
     if job.attempts >= job.max_attempts:
-        return job_kill(job_id=job.id, expected=S.PROCESSING, claim_token=job.claim_token, actor=actor,
+        return job_kill(job_id=job.id, expected=S.PROCESSING, claim_token=held(job), actor=actor,
                         reason=f"attempts exhausted ({job.attempts}/{job.max_attempts}); last error: {message}",
                         traceback=traceback, code="attempts_exhausted"), None
     delay = retry_delay(job.attempts)
-    job = job_transition(job_id=job.id, to=S.RETRYING, expected=S.PROCESSING, claim_token=job.claim_token,
+    job = job_transition(job_id=job.id, to=S.RETRYING, expected=S.PROCESSING, claim_token=held(job),
                          reason=f"transient error, retry in {delay:.1f}s: {message}", actor=actor, current=job,
                          changes={"error_code": "transient_error", "error_message": message, "claim_token": None,
                                   "lease_expires_at": None,
@@ -103,11 +140,16 @@ def job_after_transient_error(*, job: Job, error: BaseException, traceback: str,
 
 
 def job_kill(*, job_id: uuid.UUID | str, expected: str | tuple[str, ...], reason: str, actor: str,
-             traceback: str = "", code: str = "dead", claim_token: uuid.UUID | None = None) -> Job:
-    """DEAD, with a dead-letter row, and the message parked on the dead-letter queue."""
+             traceback: str = "", code: str = "dead", claim_token: uuid.UUID | None = None,
+             current: Job | None = None, where: Q | None = None) -> Job:
+    """DEAD, with a dead-letter row, and the message parked on the dead-letter queue.
+
+    claim_token, current, where: as for job_transition (the sweeper passes the claim and the
+    expired lease it saw)."""
     with transaction.atomic():
         job = job_transition(job_id=job_id, to=S.DEAD, expected=expected, claim_token=claim_token, reason=reason,
-                             actor=actor, changes={"error_code": code, "error_message": reason[:2000]})
+                             actor=actor, current=current, where=where,
+                             changes={"error_code": code, "error_message": reason[:2000]})
         DeadLetter.objects.update_or_create(job=job, defaults={
             "reason": reason, "traceback": traceback[-20000:], "attempts": job.attempts, "died_at": timezone.now()})
         transaction.on_commit(lambda: dead_letter_publish(job_id=job.id, reason=reason))

@@ -7,6 +7,7 @@ import uuid
 
 from celery import current_app
 from django.db import transaction
+from django.db.models import Q
 
 from processors import get_processor
 
@@ -24,17 +25,19 @@ DEAD_LETTER_TASK = "jobs.dead_letter"
 
 def job_enqueue(*, job_id: uuid.UUID | str, reason: str, actor: str,
                 expected: tuple[str, ...] = (S.CREATED,), changes: dict | None = None,
-                current: Job | None = None) -> Job | None:
+                current: Job | None = None, claim_token: uuid.UUID | None = None,
+                where: Q | None = None) -> Job | None:
     """Moves a job to QUEUED and publishes its message after commit; None if it cannot move.
 
-    current: the caller's copy of the row, if it has one (see job_transition).
+    current, claim_token, where: as for job_transition (the sweeper passes the row it read,
+    the claim it saw and the condition that made it act, so that it acts on that row only).
     If the publish fails (broker down) the job stays QUEUED and the sweeper publishes it
     again later: the database, not the broker, is the source of truth.
     """
     task_id = str(uuid.uuid4())
     try:
         job = job_transition(job_id=job_id, to=S.QUEUED, expected=expected, reason=reason, actor=actor,
-                             current=current,
+                             current=current, claim_token=claim_token, where=where,
                              changes=lambda row: {**queue_changes(row, task_id), **(changes or {})})
     except (TransitionRefused, Job.DoesNotExist) as exc:
         logger.info("job.enqueue_skipped job_id=%s reason=%s", job_id, exc)
@@ -68,3 +71,20 @@ def dead_letter_publish(*, job_id: uuid.UUID | str, reason: str) -> None:
         current_app.send_task(DEAD_LETTER_TASK, args=[str(job_id), reason[:1000]], retry=False)
     except Exception:  # the DeadLetter row is the record that matters; the queue is a copy
         logger.warning("job.dead_letter_publish_failed job_id=%s", job_id, exc_info=True)
+
+
+def job_messages_waiting() -> int | None:
+    """How many run messages wait in the broker's job queue (not counting those a worker has
+    already taken); None if the broker cannot say. Works on Redis and RabbitMQ alike."""
+    queue = current_app.amqp.router.route({}, RUN_JOB_TASK)["queue"].name
+    try:
+        with current_app.connection_for_read() as connection:
+            connection.ensure_connection(max_retries=1)
+            with connection.channel() as channel:
+                try:
+                    return channel.queue_declare(queue=queue, passive=True).message_count
+                except connection.channel_errors:
+                    return 0  # no such queue: Redis drops an emptied one, so nothing waits
+    except Exception:
+        logger.warning("job.queue_depth_unknown queue=%s", queue, exc_info=True)
+        return None

@@ -8,6 +8,9 @@ each `http.request` chunk goes on as it arrives. Only one batch is collected whi
 previous one is being written, and receive() is not called while both are busy, so Uvicorn
 stops reading the socket and the client is slowed down instead of the body piling up in
 memory: at most BATCH_BYTES here plus the writer's (parts in flight + 1) x part size.
+
+Every upload that does not finish is aborted, including one the server cancels at shutdown;
+wait_for_uploads() is what the lifespan shutdown (lifespan.py) awaits for those aborts.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from urllib.parse import unquote_to_bytes
 
 from channels.db import database_sync_to_async
@@ -36,6 +39,7 @@ FORM_OVERHEAD_BYTES = 1024 * 1024  # boundaries and small fields a form may add 
 # Blocking storage writes run here, never on the event loop nor on Django's one sync thread
 # (that would stall every other request for as long as an upload takes).
 _executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="upload")
+_in_flight: set[asyncio.Future] = set()  # one per body being streamed, done once stored or aborted
 
 
 class ClientGone(Exception):
@@ -153,8 +157,12 @@ class UploadApp:
 
     async def stream(self, receive, sink):
         """Feeds the body to the sink batch by batch; aborts the upload if anything goes wrong."""
-        loop = asyncio.get_running_loop()
-        writing: asyncio.Future | None = None
+        ended = asyncio.get_running_loop().create_future()  # stored or aborted: shutdown waits for it
+        _in_flight.add(ended)
+        ended.add_done_callback(_in_flight.discard)
+        # The sink's last call in the pool (a feed, or the finish): the writer is not
+        # thread-safe, so an abort waits for it.
+        pending: Future | None = None
         batch: list[bytes] = []
         batched = 0
         try:
@@ -169,22 +177,38 @@ class UploadApp:
                     batch.append(body)
                     batched += len(body)
                 if batched >= BATCH_BYTES or (batch and not more):
-                    if writing is not None:
-                        await writing  # the previous batch; its errors surface here
-                    writing = loop.run_in_executor(_executor, sink.feed, batch)
+                    if pending is not None:
+                        await asyncio.wrap_future(pending)  # the previous batch; its errors surface here
+                    pending = _executor.submit(sink.feed, batch)
                     batch, batched = [], 0
-            if writing is not None:
-                await writing
-            return await loop.run_in_executor(_executor, sink.finish)
+            if pending is not None:
+                await asyncio.wrap_future(pending)
+            pending = _executor.submit(sink.finish)
+            result = await asyncio.wrap_future(pending)
+            ended.set_result(None)
+            return result
         except BaseException:
-            # Shielded: a cancelled request (server shutting down) must still abort its upload.
-            await asyncio.shield(self.abort(sink, writing))
+            # Submitted with no await before it, so a request cancelled by the server's
+            # graceful-shutdown timeout still aborts; the lifespan shutdown waits for it.
+            aborting = asyncio.wrap_future(_executor.submit(abort_after, sink, pending))
+            aborting.add_done_callback(lambda _: ended.done() or ended.set_result(None))
+            await asyncio.shield(aborting)
             raise
 
-    async def abort(self, sink, writing: asyncio.Future | None) -> None:
-        if writing is not None:
-            # The writer is not thread-safe: let the batch in progress end before aborting.
-            await asyncio.wait([writing])
-            if not writing.cancelled():
-                writing.exception()  # retrieved, so asyncio does not log it as never retrieved
-        await asyncio.get_running_loop().run_in_executor(_executor, sink.abort)
+
+def abort_after(sink, pending: Future | None) -> None:
+    """Aborts the sink's upload once its call in progress has ended. Runs in the pool."""
+    if pending is not None:
+        wait([pending])
+    sink.abort()
+
+
+async def wait_for_uploads(timeout: float) -> int:
+    """Waits up to `timeout` seconds for the uploads under way to be stored or aborted;
+    returns how many are still under way."""
+    if _in_flight:
+        logger.info("upload.shutdown_waiting uploads=%s", len(_in_flight))
+        await asyncio.wait(set(_in_flight), timeout=timeout)
+    if _in_flight:
+        logger.warning("upload.shutdown_timeout uploads=%s left open for the clean-up", len(_in_flight))
+    return len(_in_flight)

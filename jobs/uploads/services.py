@@ -115,7 +115,7 @@ class StreamingUpload:
         self.finished = True
         try:
             self.writer.abort()
-        except Exception:  # the bucket's lifecycle rule removes what a failed abort leaves
+        except Exception:  # the periodic clean-up (uploads_abort_abandoned) aborts what this leaves
             logger.exception("upload.abort_failed key=%s", self.key)
         logger.info("upload.aborted key=%s after=%s bytes", self.key, self.size)
 

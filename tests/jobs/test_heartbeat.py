@@ -6,6 +6,7 @@ import threading
 
 import pytest
 from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 
 from jobs import runner
@@ -71,3 +72,31 @@ def test_a_job_whose_lease_was_taken_stops_at_its_next_chunk(user, upload, setti
     row = Job.objects.get(pk=job.pk)
     assert (row.state, row.worker) == (JobState.PROCESSING, "someone-else")  # the first worker wrote nothing more
     assert not row.events.filter(to_state=JobState.COMPLETED).exists()
+
+
+def test_heartbeats_go_on_after_the_database_dropped_the_beaters_connection(user, upload, settings):
+    settings.JOB_HEARTBEAT_SECONDS, settings.JOB_LEASE_SECONDS = 0.2, 1
+    key = upload(user, b"x" * 80, "slow.bin")
+    job = job_create(owner=user, job_type="TEST_SLOW", input_key=key,
+                     params={"chunk_size": 1, "chunk_delay": 0.1}).job  # about 8 s: several leases
+    outcome: list = []
+    thread = _run_in_thread(job.id, outcome)
+    wait_until(lambda: Job.objects.filter(pk=job.pk, state=JobState.PROCESSING,
+                                          heartbeat_at__gt=F("started_at")).exists(), 10, "a first heartbeat")
+    # What a database restart does to the beater: its connection is closed by the server.
+    # Only the beater's last statement renews a lease; the runner's last one writes progress.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                       "AND query LIKE 'UPDATE%%' AND query LIKE '%%lease_expires_at%%'")
+        assert cursor.fetchall(), "the beater's connection was not found"
+    dropped_at = timezone.now()
+
+    def lease_renewed_since_the_drop() -> bool:
+        row = Job.objects.get(pk=job.pk)
+        return row.state == JobState.PROCESSING and row.heartbeat_at > dropped_at
+
+    wait_until(lease_renewed_since_the_drop, timeout=5, what="a heartbeat after the dropped connection")
+    done = wait_for_state(job.id, JobState.COMPLETED, timeout=20)
+    thread.join(within(10))
+    assert outcome == ["COMPLETED"]
+    assert done.events.filter(to_state=JobState.COMPLETED).count() == 1

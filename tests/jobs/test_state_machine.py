@@ -7,6 +7,8 @@ from itertools import product
 
 import pytest
 from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
 
 from jobs.errors import JobError, TransitionRefused
 from jobs.models import DeadLetter, Job, JobEvent, JobState
@@ -33,6 +35,11 @@ REFUSED_PAIRS = [p for p in ALL_PAIRS if p[1] not in ALLOWED[p[0]]]
 def row(job: Job) -> dict:
     """Every column of the job as stored."""
     return Job.objects.filter(pk=job.pk).values().get()
+
+
+def backoff_over(job: Job) -> None:
+    """The RETRYING job's backoff runs out now (as if its time had passed)."""
+    Job.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
 
 
 @pytest.mark.django_db
@@ -139,6 +146,7 @@ def test_a_claim_takes_a_queued_or_retrying_job_with_a_fresh_token_and_lease(use
     job = JobFactory(owner=user, state=S.QUEUED)
     first = job_claim(job_id=job.id, worker="w0")
     job_after_transient_error(job=first, error=OSError("blink"), traceback="", actor="worker:w0")
+    backoff_over(job)
 
     claimed = job_claim(job_id=job.id, worker="w1")
 
@@ -309,9 +317,37 @@ def test_a_transient_error_retries_with_a_backoff_until_attempts_run_out(user):
     retrying, delay = job_after_transient_error(job=job_claim(job_id=job.id, worker="w1"), error=OSError("blink"),
                                                 traceback="tb", actor="worker:w1")
     assert retrying.state == S.RETRYING and delay > 0 and retrying.next_attempt_at is not None
+    backoff_over(job)
     dead, delay = job_after_transient_error(job=job_claim(job_id=job.id, worker="w1"), error=OSError("again"),
                                             traceback="tb", actor="worker:w1")
 
     assert dead.state == S.DEAD and delay is None
     letter = DeadLetter.objects.get(job=job)
     assert "attempts exhausted (2/2)" in letter.reason and letter.attempts == 2
+
+
+@pytest.mark.django_db
+def test_a_move_whose_conditions_the_row_fails_is_refused_and_changes_nothing(user):
+    job = JobFactory(owner=user, state=S.PROCESSING)  # its lease runs for minutes yet
+    before = row(job)
+
+    with pytest.raises(TransitionRefused, match="no longer meets the conditions"):
+        job_transition(job_id=job.id, to=S.QUEUED, expected=S.PROCESSING, current=job,
+                       where=Q(lease_expires_at__lt=timezone.now()))
+
+    assert row(job) == before and not job.events.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("move", [m for m in STALE_WORKER_MOVES if m != "kill"])  # job_kill is the sweeper's too
+@pytest.mark.parametrize("max_attempts", [1, 5])  # a transient error on the last attempt kills
+def test_a_worker_side_move_without_a_claim_is_refused(user, move, max_attempts):
+    job = JobFactory(owner=user, state=S.PROCESSING, max_attempts=max_attempts)
+    before = row(job)
+    unclaimed = copy.copy(job)
+    unclaimed.claim_token = None
+
+    with pytest.raises(TransitionRefused, match="held by this worker"):
+        STALE_WORKER_MOVES[move](unclaimed)
+
+    assert row(job) == before and not job.events.exists()

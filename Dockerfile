@@ -24,4 +24,5 @@ RUN useradd --system --home /app jobplatform \
 USER jobplatform
 
 EXPOSE 8000
-CMD ["uvicorn", "jobplatform.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]
+CMD ["uvicorn", "jobplatform.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers",
+     "--timeout-graceful-shutdown", "5"]

@@ -1,7 +1,10 @@
 """Every Celery task of the platform, each a thin caller of one runner or service function.
 
-JSON arguments only (ids, never objects). Each task names its queue, acknowledges late and
-has soft and hard time limits; a job's run message carries its processor's own limits.
+JSON arguments only (ids, never objects). Each task acknowledges late and has soft and hard
+time limits (a job's run message carries its processor's own); settings.CELERY_TASK_ROUTES
+sends each to its queue: jobs, maintenance (beat's sweep and clean-ups; the sweeper process,
+`manage.py sweep --loop`, recovers jobs without it) or dead-letter (parked messages no worker
+consumes).
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ from __future__ import annotations
 import logging
 import random
 import socket
-from enum import StrEnum
 
 from celery import shared_task
 from celery.signals import task_postrun, worker_init, worker_process_init
@@ -23,16 +25,6 @@ from . import lifecycle, runner, sweeper  # noqa: F401  (lifecycle: the worker's
 from .services.maintenance import uploads_abort_abandoned
 
 logger = logging.getLogger(__name__)
-
-
-class Queue(StrEnum):
-    """Every queue by name; settings.CELERY_TASK_ROUTES sends each task to one."""
-
-    JOBS = "jobs"
-    # Parked messages of dead jobs. No worker consumes it by default; the DeadLetter rows
-    # are the record operators replay from.
-    DEAD_LETTER = "dead-letter"
-    MAINTENANCE = "maintenance"
 
 
 @worker_init.connect
@@ -67,7 +59,7 @@ def database_retry_delay(retries: int) -> float:
 # Not rejected when its pool process dies: a message given back would find the job still
 # PROCESSING and be dropped. The job's lease recovers it instead; jobs.lifecycle ends the
 # lease at once when the main process sees its pool process die.
-@shared_task(name="jobs.run_job", bind=True, queue=Queue.JOBS, acks_late=True, reject_on_worker_lost=False,
+@shared_task(name="jobs.run_job", bind=True, acks_late=True, reject_on_worker_lost=False,
              soft_time_limit=600, time_limit=660, max_retries=None)
 def run_job(self, job_id: str) -> str:
     try:
@@ -84,20 +76,20 @@ def run_job(self, job_id: str) -> str:
     return outcome
 
 
-@shared_task(name="jobs.dead_letter", queue=Queue.DEAD_LETTER, acks_late=True, soft_time_limit=10, time_limit=20)
+@shared_task(name="jobs.dead_letter", acks_late=True, soft_time_limit=10, time_limit=20)
 def dead_letter(job_id: str, reason: str) -> str:
     """The body of a parked message. Running it only logs: replay goes through DeadLetter rows."""
     logger.warning("job.dead_letter job_id=%s reason=%s", job_id, reason)
     return job_id
 
 
-@shared_task(name="jobs.sweep", queue=Queue.MAINTENANCE, acks_late=True, ignore_result=True,
+@shared_task(name="jobs.sweep", acks_late=True, ignore_result=True,
              soft_time_limit=120, time_limit=180)
 def sweep() -> dict:
     return sweeper.sweep()
 
 
-@shared_task(name="jobs.abort_abandoned_uploads", queue=Queue.MAINTENANCE, acks_late=True, ignore_result=True,
+@shared_task(name="jobs.abort_abandoned_uploads", acks_late=True, ignore_result=True,
              soft_time_limit=300, time_limit=360)
 def abort_abandoned_uploads() -> dict:
     outcome = uploads_abort_abandoned()

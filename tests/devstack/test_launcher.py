@@ -162,6 +162,9 @@ def test_make_run_recovers_a_killed_postgresql_and_keeps_serving(launcher):
 
 def test_ctrl_c_stops_every_process_make_run_started_with_exit_code_0(fresh_launcher):
     fresh_launcher.wait_ready(timeout=90)
+    # A completed job: the worker has finished starting (a worker stopped while it boots
+    # prints Celery's own traceback).
+    fresh_launcher.completes_a_job()
     started = psutil.Process(fresh_launcher.proc.pid).children(recursive=True)
     assert any(map(is_worker, started)) and any(map(is_postmaster, started))
     stderr_before = fresh_launcher.err.stat().st_size

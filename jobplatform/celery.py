@@ -1,4 +1,4 @@
-"""The Celery app. Queues are named in jobs.tasks.Queue; configuration lives in settings."""
+"""The Celery app. Its tasks live in jobs.tasks; configuration (queues and routes too) lives in settings."""
 
 import os
 

@@ -217,13 +217,12 @@ def purge_queues() -> None:
     leaves hundreds of the sweeper's duplicates) would make the next test's worker work
     through them first; the database rows they name are gone with that test anyway."""
     from jobplatform.celery import app
-    from jobs.tasks import Queue
 
     with app.connection_for_write() as connection:
         connection.ensure_connection(max_retries=3)
         channel = connection.default_channel
-        for queue in Queue:
-            channel.queue_purge(queue.value)
+        for queue in {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}:
+            channel.queue_purge(queue)
 
 
 @pytest.fixture

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class JobState(models.TextChoices):
@@ -91,12 +93,25 @@ class Job(models.Model):
         return self.state in TERMINAL_STATES
 
     @property
+    def is_stalled(self) -> bool:
+        """PROCESSING with no progress written for JOB_STALL_SECONDS. Heartbeats do not count:
+        they show the worker is alive, not that the job moves."""
+        return self.state == JobState.PROCESSING and self.updated_at is not None and (
+            self.updated_at < stalled_before(timezone.now()))
+
+    @property
     def progress_percent(self) -> float | None:
         if self.state == JobState.COMPLETED:
             return 100.0
         if not self.progress_total:
             return None
         return round(min(100.0, 100.0 * self.progress_bytes / self.progress_total), 1)
+
+
+def stalled_before(now: datetime) -> datetime:
+    """A PROCESSING job whose updated_at is older than this is stalled. updated_at is the last
+    progress write, or the claim itself (every transition sets it) when none was written yet."""
+    return now - timedelta(seconds=settings.JOB_STALL_SECONDS)
 
 
 class JobEvent(models.Model):

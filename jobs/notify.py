@@ -41,6 +41,7 @@ def job_payload(job: Job, event: JobEvent | None = None) -> dict:
         "id": str(job.id),
         "job_type": job.job_type,
         "state": job.state,
+        "stalled": job.is_stalled,
         "terminal": job.is_terminal,
         "attempt": job.attempts,
         "max_attempts": job.max_attempts,

@@ -5,6 +5,9 @@ what makes the database, not Redis, the source of truth:
 - PROCESSING with an expired lease: the worker died. QUEUED again, or DEAD as a poison
   pill after JOB_MAX_WORKER_DEATHS deaths (or when attempts are used up), only if the claim
   it saw still holds the job and the lease is still expired when the row is written.
+- PROCESSING with no progress for JOB_STALL_SECONDS (heartbeats, but the job does not move):
+  QUEUED again, or DEAD when attempts are used up; not a worker death. Only if the claim it
+  saw still holds the job and no progress was written since, judged when the row is written.
 - RETRYING long past next_attempt_at: the delayed message was lost. QUEUED again.
 - CREATED for JOB_STUCK_SECONDS: a row written without being queued. QUEUED.
 - QUEUED for JOB_STUCK_SECONDS without being claimed, when the broker holds fewer messages
@@ -23,7 +26,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from .errors import TransitionRefused
-from .models import Job, JobState
+from .models import Job, JobState, stalled_before
 from .services.execution import job_kill
 from .services.queue import job_enqueue, job_messages_waiting, job_publish
 
@@ -50,7 +53,8 @@ def republish_due(job: Job):
 
 
 def sweep() -> dict[str, int]:
-    counts = {"expired_leases": 0, "poison_pills": 0, "overdue_retries": 0, "stuck_created": 0, "republished": 0}
+    counts = {"expired_leases": 0, "poison_pills": 0, "stalled": 0, "overdue_retries": 0, "stuck_created": 0,
+              "republished": 0}
     now = timezone.now()
     stuck = now - timedelta(seconds=settings.JOB_STUCK_SECONDS)
 
@@ -59,6 +63,12 @@ def sweep() -> dict[str, int]:
     leases_due = db_started is None or now - db_started >= timedelta(seconds=settings.JOB_LEASE_SECONDS)
     for job in Job.objects.filter(state=S.PROCESSING, lease_expires_at__lt=now)[:BATCH if leases_due else 0]:
         outcome = lease_expired(job=job, now=now, db_started=db_started)
+        if outcome:
+            counts[outcome] += 1
+
+    # The same pause after a database restart: progress writes failed while it was away.
+    for job in Job.objects.filter(state=S.PROCESSING, updated_at__lt=stalled_before(now))[:BATCH if leases_due else 0]:
+        outcome = stalled(job=job, now=now)
         if outcome:
             counts[outcome] += 1
 
@@ -110,6 +120,30 @@ def lease_expired(*, job: Job, now: datetime, db_started: datetime | None = None
         if job_enqueue(job_id=job.id, expected=(S.PROCESSING,), reason=reason, actor=ACTOR,
                        changes={"worker_deaths": deaths, "claim_token": None, "lease_expires_at": None}, **seen):
             return "expired_leases"
+    except TransitionRefused:
+        pass  # it moved on while we looked
+    return None
+
+
+def stalled(*, job: Job, now: datetime) -> str | None:
+    """A PROCESSING row the sweep read with no progress since before stalled_before(now): QUEUED
+    again, or DEAD when its attempts are used up. Returns which, or None if it moved on meanwhile.
+
+    Its worker may be alive (it heartbeats) but hung: the re-queue revokes its claim, so its
+    next progress call stops it. The claim seen and the missing progress are conditions of
+    the update itself, so progress written since, or a new claim, makes it change nothing.
+    """
+    reason = (f"stalled: no progress for {int((now - job.updated_at).total_seconds())} s "
+              f"(worker {job.worker or '?'}); not a worker death")
+    seen = {"current": job, "claim_token": job.claim_token, "where": Q(updated_at__lt=stalled_before(now))}
+    try:
+        if job.attempts >= job.max_attempts:
+            job_kill(job_id=job.id, expected=S.PROCESSING, actor=ACTOR, reason=f"attempts exhausted ({reason})",
+                     code="attempts_exhausted", **seen)
+            return "stalled"
+        if job_enqueue(job_id=job.id, expected=(S.PROCESSING,), reason=reason, actor=ACTOR,
+                       changes={"claim_token": None, "lease_expires_at": None}, **seen):
+            return "stalled"
     except TransitionRefused:
         pass  # it moved on while we looked
     return None

@@ -230,6 +230,8 @@ JOB_LEASE_SECONDS = env_int("JOB_LEASE_SECONDS", 6)
 JOB_HEARTBEAT_SECONDS = env_int("JOB_HEARTBEAT_SECONDS", 2)
 JOB_STUCK_SECONDS = env_int("JOB_STUCK_SECONDS", 60)  # CREATED/QUEUED for this long: its message is re-published
 JOB_MAX_WORKER_DEATHS = env_int("JOB_MAX_WORKER_DEATHS", 3)  # lease expiries before a job is a poison pill
+# A PROCESSING job whose progress has not moved for this long is stalled: shown so, then re-queued.
+JOB_STALL_SECONDS = env_int("JOB_STALL_SECONDS", 300)
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 1)  # `manage.py sweep --loop` and beat's sweep
 # Warm shutdown (SIGTERM to a worker): running jobs may finish for this long, then they are
 # handed back (QUEUED at once, not a worker death); a pool process still busy this much

@@ -76,6 +76,8 @@ class JobSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     job_type = serializers.CharField()
     state = serializers.ChoiceField(choices=JobState.choices)
+    stalled = serializers.BooleanField(source="is_stalled", help_text=(
+        "PROCESSING with no progress for JOB_STALL_SECONDS; the sweeper re-queues it"))
     params = serializers.DictField()
     processor_version = serializers.CharField()
     input = InputSerializer(source="*")

@@ -9,9 +9,15 @@ from django.utils import timezone
 
 from jobs.models import Job, JobEvent, JobState
 from jobs.services.create import job_create
-from jobs.services.execution import job_after_transient_error, job_claim, job_complete, job_heartbeat
+from jobs.services.execution import (
+    job_after_transient_error,
+    job_claim,
+    job_complete,
+    job_heartbeat,
+    job_record_progress,
+)
 from jobs.services.queue import job_messages_waiting, job_publish
-from jobs.sweeper import lease_expired, retry_overdue, sweep
+from jobs.sweeper import lease_expired, retry_overdue, stalled, sweep
 from tests.conftest import purge_queues
 from tests.factories import JobFactory
 
@@ -76,6 +82,61 @@ def test_an_expired_lease_is_taken_back_and_counted_as_a_death(user):
 
     stored = Job.objects.get(pk=job.pk)
     assert (stored.state, stored.claim_token, stored.worker_deaths) == (S.QUEUED, None, 1)
+
+
+def stall(job: Job) -> None:
+    """No progress written for longer than JOB_STALL_SECONDS; the lease is kept fresh, as a
+    worker that heartbeats but whose job does not move keeps it."""
+    Job.objects.filter(pk=job.pk).update(updated_at=timezone.now() - timedelta(seconds=settings.JOB_STALL_SECONDS + 1))
+
+
+@pytest.mark.django_db
+def test_a_stalled_job_is_handed_back_and_its_worker_loses_the_claim(user, settings):
+    settings.JOB_STALL_SECONDS = 30
+    stuck = job_claim(job_id=JobFactory(owner=user, state=S.QUEUED).id, worker="A")
+    fresh = job_claim(job_id=JobFactory(owner=user, state=S.QUEUED).id, worker="B")
+    stall(stuck)
+    assert Job.objects.get(pk=stuck.pk).is_stalled and not Job.objects.get(pk=fresh.pk).is_stalled
+    before = snapshot(fresh)
+
+    assert sweep()["stalled"] == 1
+
+    stored = Job.objects.get(pk=stuck.pk)
+    assert (stored.state, stored.claim_token, stored.worker_deaths, stored.is_stalled) == (S.QUEUED, None, 0, False)
+    event = JobEvent.objects.filter(job_id=stuck.pk).last()
+    assert (event.from_state, event.to_state, event.actor) == (S.PROCESSING, S.QUEUED, "sweeper")
+    assert event.reason.startswith("stalled: no progress for 3")
+    # Worker A's claim no longer holds the job: its next progress call stops it.
+    assert job_heartbeat(job_id=stuck.id, claim_token=stuck.claim_token) is False
+    assert job_record_progress(job=stuck, bytes_read=10) is True
+    assert snapshot(fresh) == before
+
+
+@pytest.mark.django_db
+def test_progress_written_after_the_sweeper_read_the_row_keeps_the_job_with_its_worker(user, settings):
+    settings.JOB_STALL_SECONDS = 30
+    job = job_claim(job_id=JobFactory(owner=user, state=S.QUEUED).id, worker="A")
+    stall(job)
+    seen, now = sweepers_read(job), timezone.now()
+    assert job_record_progress(job=job, bytes_read=10) is False  # it moved again
+
+    assert stalled(job=seen, now=now) is None
+
+    stored = Job.objects.get(pk=job.pk)
+    assert (stored.state, stored.claim_token) == (S.PROCESSING, job.claim_token)
+
+
+@pytest.mark.django_db
+def test_a_stalled_job_on_its_last_attempt_goes_dead(user, settings):
+    settings.JOB_STALL_SECONDS = 30
+    job = job_claim(job_id=JobFactory(owner=user, state=S.QUEUED, attempts=4, max_attempts=5).id, worker="A")
+    stall(job)
+
+    assert sweep()["stalled"] == 1
+
+    stored = Job.objects.get(pk=job.pk)
+    assert (stored.state, stored.error_code, stored.worker_deaths) == (S.DEAD, "attempts_exhausted", 0)
+    assert stored.dead_letter.reason.startswith("attempts exhausted (stalled: no progress for")
 
 
 def retrying(owner) -> Job:

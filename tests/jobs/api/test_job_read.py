@@ -109,3 +109,21 @@ def test_list_and_detail_never_expose_other_users_rows_via_filters(api, other_us
     make_job(other_user, JobState.FAILED)
     assert api.get(URL, {"state": "FAILED"}).json()["count"] == 0
     assert Job.objects.count() == 1
+
+
+def test_a_processing_job_without_progress_for_the_stall_time_is_stalled(api, user, make_job, settings):
+    settings.JOB_STALL_SECONDS = 30
+    stalled, fresh = make_job(user, JobState.PROCESSING), make_job(user, JobState.PROCESSING)
+    Job.objects.filter(pk=stalled.pk).update(updated_at=timezone.now() - timedelta(seconds=31))
+
+    assert api.get(f"{URL}{stalled.id}/").json()["stalled"] is True
+    assert api.get(f"{URL}{fresh.id}/").json()["stalled"] is False
+    assert {j["id"]: j["stalled"] for j in api.get(URL).json()["results"]} == {
+        str(stalled.id): True, str(fresh.id): False}
+
+
+def test_stalled_is_in_the_job_schema(client):
+    schema = client.get("/api/v1/schema/", HTTP_ACCEPT="application/json").json()
+    field = schema["components"]["schemas"]["Job"]["properties"]["stalled"]
+    assert field["type"] == "boolean" and "JOB_STALL_SECONDS" in field["description"]
+    assert "stalled" in schema["components"]["schemas"]["Job"]["required"]

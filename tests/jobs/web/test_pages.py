@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import timedelta
 
 import httpx
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from jobs.models import Job, JobState
 from tests.factories import CSV
@@ -124,6 +126,19 @@ def test_the_job_page_shows_state_attempts_timeline_result_and_download(signed_i
         assert f'class="badge state-{state}"' in content
     assert "&quot;rows&quot;: 3" in content  # the JSON result, pretty-printed
     assert f'href="/jobs/{job.id}/download"' in content
+
+
+def test_a_job_without_progress_for_the_stall_time_has_a_stalled_badge_on_its_page_and_in_the_list(
+        signed_in, user, make_job, settings):
+    settings.JOB_STALL_SECONDS = 30
+    stalled, fresh = make_job(user, "PROCESSING"), make_job(user, "PROCESSING")
+    Job.objects.filter(pk=stalled.pk).update(updated_at=timezone.now() - timedelta(seconds=31))
+
+    assert "data-stalled-badge" in signed_in.get(f"/jobs/{stalled.id}/").content.decode()
+    assert "data-stalled-badge" not in signed_in.get(f"/jobs/{fresh.id}/").content.decode()
+    badged = {m.group(1) for m in re.finditer(r'<tr data-job-id="([^"]+)"(?:(?!</tr>).)*data-stalled-badge',
+                                               signed_in.get("/").content.decode(), re.S)}
+    assert badged == {str(stalled.id)}
 
 
 def test_a_failed_job_page_shows_its_error_and_a_retry_button(signed_in, user, make_job):

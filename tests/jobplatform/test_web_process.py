@@ -28,8 +28,11 @@ def test_the_web_process_keeps_one_database_connection_per_thread_between_reques
         assert all(client.get("/api/v1/jobs/").status_code == 200 for _ in range(20))
         second = backends_of(server.proc.pid)
 
+    # Each of the two threads opens one connection the first time it serves a request and
+    # keeps it: the first ones are still there, and there are never more than threads.
     assert 1 <= len(first) <= 2
-    assert second == first
+    assert first <= second
+    assert len(second) <= 2
 
 
 def test_a_django_view_answers_behind_the_asgi_router(start_web_server):

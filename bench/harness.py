@@ -54,22 +54,22 @@ class Platform:
         call_command("migrate", verbosity=0)
         call_command("ensure_buckets", stdout=open(os.devnull, "w"))
         if self.web:
-            self._spawn("web", [sys.executable, "-m", "uvicorn", "jobplatform.asgi:application", "--host",
+            self.spawn("web", [sys.executable, "-m", "uvicorn", "jobplatform.asgi:application", "--host",
                                 "127.0.0.1", "--port", str(self.port), "--no-access-log", "--log-level", "warning"])
             wait_for_port(self.port, 60, self.procs["web"], "uvicorn")
         for i in range(self.workers):
-            self._spawn(f"worker{i}", [sys.executable, "-m", "celery", "-A", self.worker_app, "worker", "-Q",
+            self.spawn(f"worker{i}", [sys.executable, "-m", "celery", "-A", self.worker_app, "worker", "-Q",
                                        "jobs,maintenance", "--concurrency", str(self.concurrency), "--loglevel",
                                        "WARNING", "-n", f"bench{i}@%h", "--without-gossip", "--without-mingle"],
                         settings="jobplatform.settings.worker")
         if self.beat:
-            self._spawn("beat", [sys.executable, "-m", "celery", "-A", "jobplatform", "beat", "--loglevel",
+            self.spawn("beat", [sys.executable, "-m", "celery", "-A", "jobplatform", "beat", "--loglevel",
                                  "WARNING", "-s", str(self.base / "beat-schedule")],
                         settings="jobplatform.settings.worker")
         self._wait_for_workers()
         return self
 
-    def _spawn(self, name: str, args: list[str], settings: str = "jobplatform.settings.web") -> None:
+    def spawn(self, name: str, args: list[str], settings: str = "jobplatform.settings.web") -> None:
         with open(self.base / f"{name}.log", "ab") as log:
             env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings}
             self.procs[name] = subprocess.Popen(args, env=env, cwd=ROOT, stdout=log,

@@ -65,7 +65,7 @@ def main() -> int:
         from jobs.services.create import job_create
 
         S = JobState
-        platform._spawn("sweeper", [sys.executable, str(ROOT / "manage.py"), "sweep", "--loop"],
+        platform.spawn("sweeper", [sys.executable, str(ROOT / "manage.py"), "sweep", "--loop"],
                         settings="jobplatform.settings.worker")
         user, _ = platform.user_and_token()
         chunks = max(1, round(args.job_seconds / 0.1))
@@ -88,7 +88,7 @@ def main() -> int:
             kill_at = time.time()
             os.killpg(victim.pid, signal.SIGKILL)
             victim.wait(30)
-            platform._spawn(f"worker{index}", worker_cmd(f"bench{index}-{round_ + 1}"),
+            platform.spawn(f"worker{index}", worker_cmd(f"bench{index}-{round_ + 1}"),
                             settings="jobplatform.settings.worker")
             kills.append((str(job.id), kill_at))
             wait(lambda job=job: JobEvent.objects.filter(job_id=job.id, from_state=S.PROCESSING,

@@ -87,3 +87,16 @@ def test_readyz_answers_503_in_time_naming_the_part_whose_server_hangs(client, s
     assert again[0] == 503
     assert again[1]["failed"] == PARTS[server]
     wait_until(lambda: client.get("/readyz").status_code == 200, timeout=30, what="readyz 200 after resume")
+
+
+def test_readyz_is_503_naming_a_bucket_that_refuses_writes(client):
+    from tests.support.seaweed import read_only_bucket
+
+    with read_only_bucket(settings.S3_OUTPUT_BUCKET):
+        status, body = readyz_answer(client)
+
+    assert status == 503
+    assert body["failed"] == [f"storage:{settings.S3_OUTPUT_BUCKET}"]
+    assert body["checks"][f"storage:{settings.S3_OUTPUT_BUCKET}"]["status"] == "unwritable"
+    assert body["checks"][f"storage:{settings.S3_INPUT_BUCKET}"]["ok"] is True
+    wait_until(lambda: client.get("/readyz").status_code == 200, timeout=30, what="readyz 200 again")

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.servers import Stack, die_with_parent
+from devstack.servers import Stack, die_with_parent, read_or_make_secret, write_private
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("JOBPLATFORM_DATA_DIR", ROOT / ".data"))
@@ -52,11 +52,7 @@ def acquire_lock() -> object:
 
 
 def secret_key() -> str:
-    path = DATA / "secret_key"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return read_or_make_secret(DATA / "secret_key", lambda: secrets.token_urlsafe(50))
 
 
 def write_runtime_env(env: dict) -> None:
@@ -65,8 +61,7 @@ def write_runtime_env(env: dict) -> None:
     lines = [f"{k}={env[k]}" for k in keys if env.get(k)]
     path = DATA / "runtime.env"
     header = "# written by `make run`; manage.py reads it so it talks to the same stack\n"
-    path.write_text(header + "\n".join(lines) + "\n")
-    path.chmod(0o600)
+    write_private(path, header + "\n".join(lines) + "\n")
 
 
 WEB_SETTINGS = {"DJANGO_SETTINGS_MODULE": "jobplatform.settings.web"}
@@ -77,6 +72,30 @@ def manage(env: dict, *args: str) -> None:
     # Own session: the terminal's Ctrl-C reaches only us; on Shutdown, subprocess.run kills it.
     subprocess.run([PY, str(ROOT / "manage.py"), *args], env={**env, **WEB_SETTINGS}, check=True, cwd=ROOT,
                    start_new_session=True)
+
+
+def bootstrap_admin(env: dict) -> None:
+    """Creates the admin account on the first run. Its password is shown once, on the
+    terminal that started `make run` (even when the output goes to a file or a pipe), and
+    is kept in .data/admin-password, mode 0600; it never reaches the console output."""
+    path = DATA / "admin-password"
+    existed = path.exists()
+    # The command's output names the password: kept from the console. umask: the file it
+    # writes is never readable by others, not even before its chmod.
+    subprocess.run([PY, str(ROOT / "manage.py"), "bootstrap_admin", "--password-file", str(path)],
+                   env={**env, **WEB_SETTINGS}, check=True, cwd=ROOT, start_new_session=True,
+                   capture_output=True, umask=0o077)
+    if existed or not path.exists():
+        where = (f"the password is in {path}" if path.exists()
+                 else "reset its password with manage.py changepassword admin")
+        say(f"sign in as 'admin': {where}")
+        return
+    say(f"created the staff account 'admin'; its password is in {path} (mode 0600)")
+    try:
+        with open("/dev/tty", "w") as tty:
+            tty.write(f"[jobplatform] admin password (shown once): {path.read_text().strip()}\n")
+    except OSError:
+        pass  # no terminal: the file is the only copy
 
 
 class Shutdown(Exception):
@@ -199,7 +218,7 @@ def main() -> int:
         say("migrating the database ...")
         manage(env, "migrate", "--noinput", "-v", "0")
         manage(env, "ensure_buckets")
-        manage(env, "bootstrap_admin", "--password-file", str(DATA / "admin-password"))
+        bootstrap_admin(env)
         logs = DATA / "logs"
         logs.mkdir(exist_ok=True)
         commands = {  # name: (command, settings)

@@ -47,6 +47,29 @@ def free_port_pair() -> tuple[int, int]:
     raise RuntimeError("no free port pair found")
 
 
+def read_or_make_secret(path: Path, make=lambda: secrets.token_hex(24)) -> str:
+    """A credential kept in a file only its owner can read: created with mode 0600 (never
+    world-readable, not even for a moment) and reused on every later start."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(value + "\n")
+    return value
+
+
+def write_private(path: Path, text: str) -> None:
+    """Writes a config file that holds credentials, readable by its owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    path.chmod(0o600)  # an older file may have been created wider
+
+
 def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None, name: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -130,10 +153,16 @@ class PostgresServer:
     port: int
     durable: bool = True
     proc: subprocess.Popen | None = None
+    password: str = ""
 
     @property
     def url(self) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/jobplatform"
+        return f"postgres://postgres:{self.password}@127.0.0.1:{self.port}/jobplatform"
+
+    @property
+    def password_file(self) -> Path:
+        # Owned by whoever runs the stack, mode 0600: PostgreSQL's own user cannot read it.
+        return self.data_dir / "password"
 
     def start(self) -> None:
         run_as = _pg_run_as()
@@ -142,9 +171,12 @@ class PostgresServer:
         if run_as:
             _make_traversable(self.data_dir)
             os.chown(self.data_dir, run_as["user"], run_as["group"])
+        self.data_dir.chmod(0o700)  # its Unix socket and logs are no one else's business
+        self.password = read_or_make_secret(self.password_file)
         if not (pgdata / "PG_VERSION").exists():
-            subprocess.run([str(_pg_bin() / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust",
-                            "--encoding=UTF8", "--no-instructions"],
+            # initdb's pg_hba.conf is replaced (_require_password) before the server first starts.
+            subprocess.run([str(_pg_bin() / "initdb"), "-D", str(pgdata), "-U", "postgres",
+                            "--auth=trust", "--encoding=UTF8", "--no-instructions"],
                            check=True, capture_output=True, **run_as)
         args = [str(_pg_bin() / "postgres"), "-D", str(pgdata), "-p", str(self.port), "-h", "127.0.0.1",
                 "-k", str(self.data_dir), "-c", "max_connections=200"]
@@ -152,6 +184,7 @@ class PostgresServer:
             # Test databases are thrown away: skip the fsyncs that make them slow.
             args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
         self._clear_stale_lock(pgdata, run_as)
+        self._require_password(pgdata, run_as)
         log = self.data_dir / "postgres.log"
         if run_as and not log.exists():
             log.touch()
@@ -193,14 +226,35 @@ class PostgresServer:
         # The PID belongs to another program now, so no postmaster holds the lock.
         (pgdata / "postmaster.pid").unlink(missing_ok=True)
 
+    def _require_password(self, pgdata: Path, run_as: dict) -> None:
+        """Every connection, TCP or Unix socket, must give the role's password (SCRAM).
+
+        The password is set in single-user mode before the server starts, on every start:
+        a data directory made before passwords were required gets one too, and the file
+        stays the only place it is kept. It goes in on stdin, never on a command line.
+        """
+        hba = pgdata / "pg_hba.conf"
+        hba.write_text("# Written by devstack on every start: the password is required everywhere.\n"
+                       "local all all scram-sha-256\n"
+                       "host  all all 127.0.0.1/32 scram-sha-256\n"
+                       "host  all all ::1/128 scram-sha-256\n")
+        if run_as:
+            os.chown(hba, run_as["user"], run_as["group"])
+        statement = f"ALTER ROLE postgres PASSWORD '{self.password}';\n"  # hex: nothing to escape
+        done = subprocess.run([str(_pg_bin() / "postgres"), "--single", "-D", str(pgdata), "-j",
+                               "-c", "password_encryption=scram-sha-256", "postgres"],
+                              input=statement, capture_output=True, text=True, **run_as)
+        if done.returncode != 0:
+            raise RuntimeError(f"postgres could not set the role's password: {done.stderr.strip()[-500:]}")
+
     def _create_database(self) -> None:
         import psycopg
 
         deadline = time.monotonic() + 30
         while True:
             try:
-                conn = psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
-                                       autocommit=True)
+                conn = psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
+                                       password=self.password, autocommit=True)
                 break
             except psycopg.OperationalError:
                 # The port opens a moment before the server accepts logins.
@@ -238,19 +292,26 @@ class RedisServer:
     port: int
     durable: bool = True
     proc: subprocess.Popen | None = None
+    password: str = ""
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
 
     def start(self, *, empty: bool = False) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
         if empty:
             for name in ("dump.rdb", "appendonly.aof", "appendonlydir"):
                 target = self.data_dir / name
                 shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
-        args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
-                "--daemonize", "no", "--protected-mode", "yes"]
+        self.password = read_or_make_secret(self.data_dir / "password")
+        # The password is in a config file (mode 0600), not on the command line, where any
+        # local user could read it in the process list.
+        config = self.data_dir / "redis.conf"
+        write_private(config, f"requirepass {self.password}\n")
+        args = [redis_server_binary(), str(config), "--port", str(self.port), "--bind", "127.0.0.1",
+                "--dir", str(self.data_dir), "--daemonize", "no", "--protected-mode", "yes"]
         args += ["--appendonly", "yes", "--save", "60 1"] if self.durable else ["--appendonly", "no", "--save", ""]
         self.proc = _spawn(args, self.data_dir / "redis.log")
         wait_for_port(self.port, 30, self.proc, "redis-server")
@@ -279,13 +340,14 @@ class S3Server:
         if not self.ports:
             self.ports = {name: free_port_pair() for name in ("master", "volume", "filer", "s3")}
             self.port = self.ports["s3"][0]
+        self.data_dir.chmod(0o700)
         config = self.data_dir / "s3.json"
-        config.write_text(json.dumps({"identities": [{
+        write_private(config, json.dumps({"identities": [{
             "name": "jobplatform",
             "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
         }]}))
-        config.chmod(0o600)
+        self._write_security_config()
         # Iceberg and Lance endpoints are off: they take fixed ports that two servers would share.
         args = [str(VENV_BIN / "weed"), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.data_dir}",
                 "-filer", "-s3", f"-s3.config={config}", "-s3.port.iceberg=0", "-s3.port.lance=0",
@@ -298,9 +360,39 @@ class S3Server:
                 "-master.electionTimeout=1s"]
         for name, (http, grpc) in self.ports.items():
             args += [f"-{name}.port={http}", f"-{name}.port.grpc={grpc}"]
-        self.proc = _spawn(args, self.data_dir / "weed.log", death_signal=signal.SIGKILL)
+        # weed reads security.toml from its working directory; WEED_* variables would override it.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WEED_")}
+        self.proc = _spawn(args, self.data_dir / "weed.log", death_signal=signal.SIGKILL, cwd=self.data_dir,
+                           env=env)
         wait_for_port(self.port, 60, self.proc, "SeaweedFS S3")
         self._wait_ready()
+
+    def _write_security_config(self) -> None:
+        """Credentials on every port but the S3 gateway's, made once per data directory.
+
+        HTTP: JWT keys; without a token signed with them the master, volume server and filer
+        refuse to read or write any object. gRPC: mutual TLS with a certificate of this data
+        directory's own; a client without it cannot connect. The S3 gateway, in the same
+        process, has both, so clients reach objects only through it, with the S3 keys.
+        """
+        keys = json.loads(read_or_make_secret(self.data_dir / "jwt-keys.json", lambda: json.dumps(
+            {name: secrets.token_urlsafe(32) for name in ("write", "read", "filer_write", "filer_read")})))
+        sections = {"jwt.signing": keys["write"], "jwt.signing.read": keys["read"],
+                    "jwt.filer_signing": keys["filer_write"], "jwt.filer_signing.read": keys["filer_read"]}
+        text = "".join(f'[{section}]\nkey = "{key}"\nexpires_after_seconds = 10\n\n'
+                       for section, key in sections.items())
+        tls = make_grpc_certificates(self.data_dir / "tls")
+        text += f'[grpc]\nca = "{tls["ca"]}"\n\n'
+        for component in ("master", "volume", "filer", "s3", "client"):
+            text += f'[grpc.{component}]\ncert = "{tls["cert"]}"\nkey = "{tls["key"]}"\n\n'
+        write_private(self.data_dir / "security.toml", text)
+
+    def client_env(self) -> dict[str, str]:
+        """Environment that makes a `weed` client (`weed shell`) a trusted gRPC client of this
+        server: paths of its certificate, in SeaweedFS's WEED_<SECTION>_<KEY> form."""
+        tls = self.data_dir / "tls"
+        return {"WEED_GRPC_CA": str(tls / "ca.crt"), "WEED_GRPC_CLIENT_CERT": str(tls / "node.crt"),
+                "WEED_GRPC_CLIENT_KEY": str(tls / "node.key")}
 
     def _wait_ready(self) -> None:
         """The S3 port opens before the filer and volume server behind it are ready.
@@ -337,6 +429,50 @@ class S3Server:
         _stop(self.proc, timeout=3)
 
 
+def make_grpc_certificates(directory: Path) -> dict[str, Path]:
+    """A certificate authority and one certificate (server and client, for 127.0.0.1) signed
+    by it, for SeaweedFS's mutual TLS. The authority's key signs once and is not kept, so
+    no other certificate can ever be made for this data directory."""
+    paths = {"ca": directory / "ca.crt", "cert": directory / "node.crt", "key": directory / "node.key"}
+    if all(path.exists() for path in paths.values()):
+        return paths
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, node_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "devstack SeaweedFS CA")])
+
+    def certificate(subject, key, issuer_key, extensions):
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(days=1))
+                   .not_valid_after(now + datetime.timedelta(days=3650)))
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical=critical)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca = certificate(ca_name, ca_key, ca_key, [(x509.BasicConstraints(ca=True, path_length=0), True)])
+    node = certificate(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]), node_key, ca_key,
+        [(x509.BasicConstraints(ca=False, path_length=None), True),
+         (x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                       x509.DNSName("localhost")]), False),
+         (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), False)])
+    write_private(paths["key"], node_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode())
+    write_private(paths["cert"], node.public_bytes(serialization.Encoding.PEM).decode())
+    write_private(paths["ca"], ca.public_bytes(serialization.Encoding.PEM).decode())
+    return paths
+
+
 # --- the whole stack ----------------------------------------------------------------------
 
 @dataclass
@@ -353,6 +489,7 @@ class Stack:
     def start(self, environ: dict | None = None, log=lambda msg: None) -> dict:
         environ = dict(os.environ if environ is None else environ)
         self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.base_dir.chmod(0o700)  # the servers' credentials are kept under it
         ports = self._load_ports()
         try:
             if not environ.get("DATABASE_URL"):
@@ -403,13 +540,8 @@ class Stack:
         (self.base_dir / "ports.json").write_text(json.dumps(ports))
 
     def _load_or_make_keys(self) -> dict:
-        path = self.base_dir / "s3-keys.json"
-        if path.exists():
-            return json.loads(path.read_text())
-        keys = {"access_key": "jp" + secrets.token_hex(8), "secret_key": secrets.token_urlsafe(30)}
-        path.write_text(json.dumps(keys))
-        path.chmod(0o600)
-        return keys
+        return json.loads(read_or_make_secret(self.base_dir / "s3-keys.json", lambda: json.dumps(
+            {"access_key": "jp" + secrets.token_hex(8), "secret_key": secrets.token_urlsafe(30)})))
 
     def stop(self) -> None:
         for server in (self.s3, self.redis, self.postgres):

@@ -12,5 +12,7 @@ urlpatterns = [
 ]
 
 # JSON errors for /api/ paths, Django's pages elsewhere.
+handler400 = "jobs.api.errors.handler400"
+handler403 = "jobs.api.errors.handler403"
 handler404 = "jobs.api.errors.handler404"
 handler500 = "jobs.api.errors.handler500"

@@ -1,31 +1,40 @@
-"""Running one job: claim, heartbeat, stream the input through the processor, record the outcome.
+"""Running one job: claim, heartbeat, run the processor in its child process, record the outcome.
 
-The Celery task is a thin wrapper around `job_run_task`; tests call it, or `job_run`, without Celery.
+The processor runs in a child of the pool process (jobs.isolation), under CPU-time, memory
+and wall-clock limits; this process keeps the heartbeat, writes progress, polls for a
+cancel request and stops the child when the job must stop. The Celery task is a thin
+wrapper around `job_run_task`; tests call it, or `job_run`, without Celery.
+
+Outcomes: a bad input, bad params, an unstorable result or an exceeded limit is permanent
+(FAILED); the object store, the network or the database blinking is transient (RETRYING,
+then DEAD); a child that dies unbidden counts as a worker death, as a pool process's does.
+A job that does not complete leaves no output object: its output prefix is emptied
+before the move that ends the attempt.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import traceback
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import BinaryIO
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
+from django.db import DatabaseError, DataError, InterfaceError, OperationalError, connection
 from django.utils import timezone
 
 import storage
 from processors import get_processor
-from processors.base import Cancelled, ProcessorError
+from processors.base import Cancelled, Processor, ProcessorError
 
 from .errors import TransitionRefused
 from .heartbeat import Heartbeat
+from .isolation import results
+from .isolation.sandbox import Limits, ResourceLimitExceeded, SandboxCrashed, SandboxError, pool
 from .models import Job, JobState
 from .services import execution
+from .services.worker import job_lease_give_up
 
 logger = logging.getLogger(__name__)
 
@@ -33,45 +42,75 @@ logger = logging.getLogger(__name__)
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     storage.StorageUnavailable, OperationalError, InterfaceError, ConnectionError, TimeoutError, OSError,
 )
+# What Sandbox.run raises once its child has finished or been stopped: the child may serve the next job.
+SETTLED = (ProcessorError, Cancelled, storage.StorageError, SandboxCrashed, SandboxError)
 
 # A deferred message comes back this much after its retry is due, so that it is not early again
 # by the broker's rounding of its countdown.
 DEFER_MARGIN = 0.05
 
 
-class JobContext:
-    """What a processor sees: the input stream, its params, output writers and progress."""
+def job_limits(processor: Processor) -> Limits:
+    """The platform's ceilings, lowered by the processor's own where it sets them."""
+    cpu = settings.JOB_CPU_LIMIT_SECONDS
+    memory = settings.JOB_MEMORY_LIMIT_MB
+    if processor.cpu_limit:
+        cpu = min(cpu, processor.cpu_limit)
+    if processor.memory_limit_mb:
+        memory = min(memory, processor.memory_limit_mb)
+    return Limits(cpu_seconds=float(cpu), memory_bytes=int(memory) * 2**20,
+                  wall_seconds=float(processor.soft_time_limit))
 
-    def __init__(self, job: Job, stream: BinaryIO, heartbeat: Heartbeat):
-        self.job = job
-        self.job_id = str(job.id)
-        self.input = stream
-        self.input_size = job.input_size
-        self.input_name = job.input_name
-        self.params = job.params
-        self.heartbeat = heartbeat
-        self.output_keys: list[str] = []
+
+class Watch:
+    """What the pool process does for a running job: progress rows (throttled), and
+    whether the job must stop (its lease lost, or a cancel request, polled every
+    JOB_CANCEL_CHECK_SECONDS when no progress row said so)."""
+
+    def __init__(self, job: Job, heartbeat: Heartbeat):
+        self.job, self.heartbeat = job, heartbeat
+        now = time.monotonic()
         # The first progress row is written after one interval of work, not at once: a
         # job that finishes sooner never pays for progress writes it would not show.
-        self.last_progress = time.monotonic()
-
-    @contextmanager
-    def open_output(self, name: str, content_type: str = "application/octet-stream") -> Iterator:
-        key = storage.output_key(self.job.id, name)
-        with storage.open_write(storage.output_bucket(), key, content_type=content_type) as writer:
-            yield writer
-        self.output_keys.append(key)
-
-    def progress(self, bytes_read: int) -> None:
-        if self.heartbeat.lost.is_set():
-            raise Cancelled("the job's lease was lost to another worker")
-        now = time.monotonic()
-        # Throttled: a progress row write and a WebSocket message at most every interval.
-        if now - self.last_progress < settings.JOB_PROGRESS_MIN_INTERVAL:
-            return
         self.last_progress = now
+        self.last_check = now
+
+    def on_progress(self, bytes_read: int) -> str | None:
+        if self.heartbeat.lost.is_set():
+            return "lost"
+        now = time.monotonic()
+        if now - self.last_progress < settings.JOB_PROGRESS_MIN_INTERVAL:
+            return None
+        self.last_progress = self.last_check = now
         if execution.job_record_progress(job=self.job, bytes_read=bytes_read):
-            raise Cancelled("cancelled by request")
+            return "cancelled"
+        return None
+
+    def should_stop(self) -> str | None:
+        if self.heartbeat.lost.is_set():
+            return "lost"
+        now = time.monotonic()
+        if now - self.last_check < settings.JOB_CANCEL_CHECK_SECONDS:
+            return None
+        self.last_check = now
+        try:
+            return "cancelled" if execution.job_must_stop(job=self.job) else None
+        except DatabaseError:
+            # The database away is the heartbeat's concern; the job goes on meanwhile.
+            logger.warning("job.cancel_check_failed job_id=%s", self.job.id, exc_info=True)
+            connection.close()
+            return None
+
+
+def discard_outputs(job: Job) -> None:
+    """Deletes what the attempt wrote, while the job is still this worker's (a job taken
+    over meanwhile has another writer of the same keys). Best effort: a store that is
+    away leaves them for the job's clean-up."""
+    try:
+        if execution.job_held(job=job):
+            storage.delete_prefix(storage.output_bucket(), storage.output_prefix(job.id))
+    except (storage.StorageError, DatabaseError):
+        logger.warning("job.outputs_not_discarded job_id=%s", job.id, exc_info=True)
 
 
 def job_run(*, job_id: uuid.UUID | str, worker: str) -> str:
@@ -105,42 +144,64 @@ def _attempt(job: Job, actor: str) -> str:
         # token, so only a job still held by this worker becomes CANCELLED.
         if not heartbeat.lost.is_set():
             try:
+                discard_outputs(job)
                 execution.job_cancelled_by_worker(job=job, actor=actor)
                 return JobState.CANCELLED
             except TransitionRefused:
                 pass
         return "lost"
+    except SandboxCrashed as exc:
+        # As a pool process that died: the sweeper re-queues the job at once and counts
+        # the death, so a processor that always crashes ends DEAD as a poison pill.
+        logger.warning("job.processor_process_died job_id=%s: %s", job.id, exc)
+        job_lease_give_up(job_id=job.id, worker=job.worker)
+        return "lost"
     except ProcessorError as exc:
-        execution.job_fail(job=job, code=exc.code, message=exc.message, actor=actor)
-        return JobState.FAILED
+        return _fail(job, exc.code, exc.message, actor)
     except storage.ObjectNotFound as exc:
-        execution.job_fail(job=job, code="input_not_found", message=f"the input object is gone: {exc}", actor=actor)
-        return JobState.FAILED
+        return _fail(job, "input_not_found", f"the input object is gone: {exc}", actor)
     except storage.StorageError as exc:
         if isinstance(exc, storage.StorageUnavailable):
             raise
-        execution.job_fail(job=job, code=exc.code, message=str(exc), actor=actor)
-        return JobState.FAILED
+        return _fail(job, exc.code, str(exc), actor)
+
+
+def _fail(job: Job, code: str, message: str, actor: str) -> str:
+    discard_outputs(job)
+    execution.job_fail(job=job, code=code, message=results.storable_text(message), actor=actor)
+    return JobState.FAILED
 
 
 def _process(job: Job, heartbeat: Heartbeat, actor: str) -> str:
     processor = get_processor(job.job_type)
-    with storage.open_read(job.input_bucket, job.input_key) as stream:
-        ctx = JobContext(job, stream, heartbeat)
-        result = processor.run(ctx)
-    document = {
-        "job_id": str(job.id),
-        "job_type": job.job_type,
-        "processor_version": processor.version,
-        "input": {"bucket": job.input_bucket, "key": job.input_key, "size": job.input_size, "etag": job.input_etag},
-        "params": job.params,
-        "result": result,
-        "outputs": ctx.output_keys,
-    }
-    result_key = storage.output_key(job.id, "result.json")
-    storage.put_bytes(storage.output_bucket(), result_key,
-                      json.dumps(document, indent=2, sort_keys=True).encode(), "application/json")
-    execution.job_complete(job=job, result=result, result_keys=[result_key, *ctx.output_keys], actor=actor)
+    limits = job_limits(processor)
+    watch = Watch(job, heartbeat)
+    spec = {"id": str(job.id), "job_type": job.job_type, "input_bucket": job.input_bucket, "input_key": job.input_key,
+            "input_size": job.input_size, "input_name": job.input_name, "input_etag": job.input_etag,
+            "params": job.params}
+    sandboxes = pool()
+    sandbox = sandboxes.acquire()
+    try:
+        done = sandbox.run(job=spec, limits=limits, on_progress=watch.on_progress, should_stop=watch.should_stop)
+    except SETTLED:
+        sandboxes.release(sandbox)
+        raise
+    except SoftTimeLimitExceeded:
+        sandbox.close()
+        raise ResourceLimitExceeded("time", limits) from None
+    except BaseException:
+        sandbox.close()  # stopped mid-job by an error here: the child may still be running it
+        raise
+    sandboxes.release(sandbox)
+    try:
+        execution.job_complete(job=job, result=done["result"], result_keys=[done["result_key"], *done["outputs"]],
+                               actor=actor)
+    except DataError:
+        # The checks in the child make this rare (a value the database refuses that they
+        # do not know of); the database's own message is not the user's business.
+        logger.warning("job.result_not_storable job_id=%s", job.id, exc_info=True)
+        return _fail(job, "invalid_result", "The result cannot be stored: it holds a value the database does "
+                     "not accept", actor)
     logger.info("job.completed job_id=%s", job.id)
     return JobState.COMPLETED
 
@@ -149,6 +210,7 @@ def job_handle_transient(*, job: Job, error: BaseException, worker: str) -> tupl
     """After a transient error in the attempt of `job` (the row as this worker claimed it):
     RETRYING with a delay, or DEAD; "lost", changing nothing, if the claim was replaced
     meanwhile (a worker that stalled past its lease). Returns (outcome, delay or None)."""
+    discard_outputs(job)
     try:
         job, delay = execution.job_after_transient_error(job=job, error=error, traceback=traceback.format_exc(),
                                                          actor=f"worker:{worker}")

@@ -22,6 +22,7 @@ from django.urls import get_resolver
 import storage
 
 from . import lifecycle, runner, sweeper  # noqa: F401  (lifecycle: the worker's signal handlers)
+from .isolation.sandbox import pool as isolation_pool
 from .services.maintenance import uploads_abort_abandoned
 
 logger = logging.getLogger(__name__)
@@ -36,9 +37,11 @@ def _warm_up_worker(**_) -> None:
 
 @worker_process_init.connect
 def _warm_up_worker_process(**_) -> None:
-    """Each prefork child builds its S3 client before its first job, not during it."""
+    """Each prefork child builds its S3 client and starts its processor child before its
+    first job, not during it."""
     try:
         storage.warm_up()
+        isolation_pool().warm_up()
     except Exception:  # a cold start is slower, never fatal
         logger.warning("worker.warm_up_failed", exc_info=True)
 

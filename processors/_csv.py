@@ -119,26 +119,44 @@ class Record:
 class Records:
     """Records of the input, ``None`` for each blank line; errors name the line.
 
-    Memory is bounded by CSV_MAX_LINE_CHARS per line and CSV_FIELD_SIZE_LIMIT per field.
+    Memory is bounded by CSV_MAX_LINE_CHARS per line, CSV_FIELD_SIZE_LIMIT per field and
+    CSV_MAX_RECORD_CHARS per record: a record of many short quoted fields spanning many
+    lines is refused while it is read, not once csv.reader has built all its fields.
     """
 
     def __init__(self, ctx: ProcessorContext, opts: CsvOptions) -> None:
         self._opts = opts
         self._limit = conf.csv_field_size_limit()
+        self._record_limit = conf.csv_max_record_chars()
         # Module-global in the csv module; every CSV processor sets the same configured value.
         csv.field_size_limit(self._limit)
         self._lines = TextLines(ctx, opts.encoding, conf.csv_max_line_chars())
+        self._record_chars = 0  # characters of the record being read so far
+        self._record_start = 1
 
     @property
     def bytes_read(self) -> int:
         return self._lines.bytes_read
 
+    def _bounded_lines(self) -> Iterator[str]:
+        for line in self._lines:
+            self._record_chars += len(line)
+            if self._record_chars > self._record_limit:
+                raise ProcessorError(
+                    f"The record starting on line {self._record_start} is longer than "
+                    f"{self._record_limit} characters (CSV_MAX_RECORD_CHARS); refusing to load it into memory",
+                    code="record_too_large",
+                    details={"line": self._record_start},
+                )
+            yield line
+
     def __iter__(self) -> Iterator[Record | None]:
         lines = self._lines
-        reader = make_reader(iter(lines), self._opts)
+        reader = make_reader(self._bounded_lines(), self._opts)
         first = True
         while True:
             start = lines.line_no + 1
+            self._record_chars, self._record_start = 0, start
             try:
                 row = next(reader)
             except StopIteration:

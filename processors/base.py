@@ -72,6 +72,10 @@ class Processor:
     run: Callable[[ProcessorContext], dict]
     soft_time_limit: int = 300
     time_limit: int = 360
+    # Lower than the platform's JOB_CPU_LIMIT_SECONDS / JOB_MEMORY_LIMIT_MB for this job type
+    # (None: the platform's). The job runs in a child process held to them (jobs.isolation).
+    cpu_limit: int | None = None
+    memory_limit_mb: int | None = None
     # Optional: returns {field: message} for errors beyond the schema; runs only when the
     # schema itself passed, so it may assume types are right.
     check_params: ParamsCheck | None = field(default=None, compare=False)

@@ -40,6 +40,10 @@ def csv_max_line_chars() -> int:
     return int(setting("CSV_MAX_LINE_CHARS", 16 * MiB))
 
 
+def csv_max_record_chars() -> int:
+    return int(setting("CSV_MAX_RECORD_CHARS", 16 * MiB))
+
+
 def csv_profile_max_columns() -> int:
     return int(setting("CSV_PROFILE_MAX_COLUMNS", 1000))
 

@@ -12,7 +12,7 @@ from . import presign
 from .boto import client, errors
 from .errors import StorageError
 
-__all__ = ["abort", "complete", "create", "list_open", "sign_part"]
+__all__ = ["abort", "complete", "create", "list_open", "part_length", "sign_part"]
 
 
 def _require_s3() -> None:
@@ -27,10 +27,19 @@ def create(bucket: str, key: str, *, content_type: str = "application/octet-stre
         return client().create_multipart_upload(Bucket=bucket, Key=key, ContentType=content_type)["UploadId"]
 
 
-def sign_part(bucket: str, key: str, upload_id: str, part_number: int, *, expires: int) -> str:
-    """A URL the client PUTs one part's bytes to; the response's ETag header names the part."""
+def part_length(size: int, part_size: int, part_number: int) -> int:
+    """The length of part `part_number` (from 1) when `size` bytes are cut into `part_size` parts."""
+    return max(0, min(part_size, size - (part_number - 1) * part_size))
+
+
+def sign_part(bucket: str, key: str, upload_id: str, part_number: int, *, expires: int,
+              content_length: int | None = None) -> str:
+    """A URL the client PUTs one part's bytes to; the response's ETag header names the part.
+
+    With content_length the URL signs it, so the store refuses a PUT of any other length
+    (403 SignatureDoesNotMatch) instead of storing more than the part was declared to hold."""
     _require_s3()
-    return presign.presign_upload_part(bucket, key, upload_id, part_number, expires)
+    return presign.presign_upload_part(bucket, key, upload_id, part_number, expires, content_length)
 
 
 def complete(bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]) -> str:

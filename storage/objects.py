@@ -185,11 +185,15 @@ class _Aborted(Exception):
 
 
 class Writer:
-    """A writable stream into S3 with bounded memory, for objects of any size.
+    """A writable stream into S3 whose memory grows only with the bytes written to it.
 
-    obstore's multipart writer holds at most (parts in flight + 1) x part size and sends a
-    body smaller than one part as a single PUT. No object exists until commit(); abort()
-    leaves no open multipart upload.
+    Up to one part is kept here, in one buffer rather than a list of the chunks written (a
+    body written a few bytes at a time must not cost an object per write), and a body that
+    ends within it goes with one PUT. The first write past one part opens obstore's
+    multipart writer, which then holds at most (parts in flight + 1) x part size. So a
+    writer given a few bytes holds a few bytes, and no multipart upload exists before a
+    part's worth has arrived. No object exists until commit(); abort() leaves no open
+    multipart upload.
     """
 
     def __init__(self, bucket: str, key: str, *, content_type: str = "application/octet-stream",
@@ -199,32 +203,55 @@ class Writer:
         self.part_size = min(max(settings.UPLOAD_PART_SIZE, MIN_PART_SIZE), MAX_PART_SIZE)
         self.bytes_written = 0
         self.finished = False
-        with errors(self.what):
-            self.file: WritableFile = obstore.open_writer(
-                store(bucket), key, attributes={"Content-Type": content_type, **self.metadata},
-                buffer_size=self.part_size, max_concurrency=max(1, settings.UPLOAD_MAX_PARTS_IN_FLIGHT))
+        self.pending = bytearray()  # the bytes written while they fit in one part
+        self.file: WritableFile | None = None  # obstore's writer, once the body is past one part
 
     def writable(self) -> bool:
         return True
 
+    def _attributes(self) -> dict:
+        return {"Content-Type": self.content_type, **self.metadata}
+
     def write(self, data) -> int:
-        with errors(self.what):
-            n = self.file.write(data)
+        n = memoryview(data).nbytes
+        if self.file is None and len(self.pending) + n <= self.part_size:
+            self.pending += data
+        else:
+            with errors(self.what):
+                if self.file is None:
+                    self._open_multipart()
+                self.file.write(data)
         self.bytes_written += n
         return n
+
+    def _open_multipart(self) -> None:
+        self.file = obstore.open_writer(store(self.bucket), self.key, attributes=self._attributes(),
+                                        buffer_size=self.part_size,
+                                        max_concurrency=max(1, settings.UPLOAD_MAX_PARTS_IN_FLIGHT))
+        pending, self.pending = self.pending, bytearray()
+        self.file.write(pending)
 
     def commit(self) -> ObjectInfo:
         self.finished = True
         with errors(self.what):
-            self.file.close()
-        info = head(self.bucket, self.key)
-        return ObjectInfo(bucket=self.bucket, key=self.key, size=self.bytes_written, etag=info.etag,
+            if self.file is None:
+                data, self.pending = self.pending, bytearray()
+                result = obstore.put(store(self.bucket), self.key, data, attributes=self._attributes(),
+                                     use_multipart=False)
+                etag = (result["e_tag"] or "").strip('"')
+            else:
+                self.file.close()
+                etag = head(self.bucket, self.key).etag
+        return ObjectInfo(bucket=self.bucket, key=self.key, size=self.bytes_written, etag=etag,
                           content_type=self.content_type, metadata=self.metadata)
 
     def abort(self) -> None:
         if self.finished:
             return
         self.finished = True
+        self.pending = bytearray()
+        if self.file is None:
+            return  # nothing was sent: there is no multipart upload to abort
         # Leaving the writer's context with an exception aborts its multipart upload.
         with errors(self.what), contextlib.suppress(_Aborted), self.file:
             raise _Aborted

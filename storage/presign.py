@@ -15,8 +15,12 @@ def presigned_get_url(bucket: str, key: str, *, expires: int, filename: str | No
         return public_client().generate_presigned_url("get_object", Params=params, ExpiresIn=expires)
 
 
-def presign_upload_part(bucket: str, key: str, upload_id: str, part_number: int, expires: int) -> str:
+def presign_upload_part(bucket: str, key: str, upload_id: str, part_number: int, expires: int,
+                        content_length: int | None = None) -> str:
+    """With content_length, Content-Length is a signed header: a PUT of any other length
+    does not match the signature and the store refuses it."""
+    params = {"Bucket": bucket, "Key": key, "UploadId": upload_id, "PartNumber": part_number}
+    if content_length is not None:
+        params["ContentLength"] = content_length
     with errors(f"s3://{bucket}/{key}"):
-        return public_client().generate_presigned_url(
-            "upload_part", Params={"Bucket": bucket, "Key": key, "UploadId": upload_id, "PartNumber": part_number},
-            ExpiresIn=expires)
+        return public_client().generate_presigned_url("upload_part", Params=params, ExpiresIn=expires)

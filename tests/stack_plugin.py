@@ -52,6 +52,9 @@ def pytest_load_initial_conftests(early_config, parser, args):
     base = Path(tempfile.mkdtemp(prefix="jobplatform-test-"))
     STACK = Stack(base, durable=False)
     os.environ.update(STACK.start(os.environ))
+    if STACK.s3 is not None:
+        # The session's own `weed shell` (tests/support/seaweed.py) is a trusted gRPC client.
+        os.environ.update(STACK.s3.client_env())
     # Per-run prefix: a shared S3 server (from the environment) may hold other runs' objects.
     os.environ.setdefault("S3_KEY_PREFIX", f"test-{base.name}")
 

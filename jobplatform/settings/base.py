@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI / Redoc assets served locally, no CDN
     "django_celery_results",
+    "axes",
     "storage",
     "jobs",
 ]
@@ -86,6 +87,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Sign-in posts hashing at once (LOGIN_MAX_CONCURRENT); then the lock-out's 429 page,
+    # last as django-axes requires.
+    "jobs.web.logins.SignInConcurrencyMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 TEMPLATES = [
@@ -216,6 +221,14 @@ UPLOAD_MAX_PARTS_IN_FLIGHT = env_int("UPLOAD_MAX_PARTS_IN_FLIGHT", 2)
 UPLOAD_SHUTDOWN_WAIT_SECONDS = env_int("UPLOAD_SHUTDOWN_WAIT_SECONDS", 10)
 # Multipart uploads (streamed or direct) open longer than this are aborted by the clean-up.
 UPLOAD_ABANDONED_SECONDS = env_int("UPLOAD_ABANDONED_SECONDS", 24 * 3600)
+
+# --- upload admission ------------------------------------------------------------------------
+# A streamed upload whose client sends nothing for this long is aborted (408 upload_idle).
+UPLOAD_IDLE_TIMEOUT_SECONDS = float(env("UPLOAD_IDLE_TIMEOUT_SECONDS", "30"))
+# Streamed uploads under way at once, per user and in all, counted in each web process
+# (with N processes the overall ceiling is N times this); beyond them 429 too_many_uploads.
+UPLOAD_MAX_CONCURRENT_PER_USER = env_int("UPLOAD_MAX_CONCURRENT_PER_USER", 4)
+UPLOAD_MAX_CONCURRENT = env_int("UPLOAD_MAX_CONCURRENT", 64)
 PRESIGNED_URL_MAX_EXPIRY = 86400
 PRESIGNED_URL_DEFAULT_EXPIRY = 3600
 
@@ -245,6 +258,20 @@ JOB_PROGRESS_MIN_INTERVAL = float(env("JOB_PROGRESS_MIN_INTERVAL", "0.2"))  # at
 # Extra processor modules to import (and so register) at start-up: a deployment's own job
 # types, or the tests' diagnostic ones. Comma-separated dotted module paths.
 PROCESSOR_MODULES = [m.strip() for m in env("PROCESSOR_MODULES", "").split(",") if m.strip()]
+
+# --- processor limits ----------------------------------------------------------------------
+# Every job's processor runs in a child process of its pool process (jobs.isolation) held
+# to these; a processor may set lower ones. Going over one fails the job: resource_limit.
+JOB_CPU_LIMIT_SECONDS = env_int("JOB_CPU_LIMIT_SECONDS", 900)
+JOB_MEMORY_LIMIT_MB = env_int("JOB_MEMORY_LIMIT_MB", 1024)
+# A child left above this RSS after a job is replaced: a processor's heap does not shrink.
+JOB_SANDBOX_RECYCLE_RSS_MB = env_int("JOB_SANDBOX_RECYCLE_RSS_MB", 200)
+# A running job's cancel request is polled this often when no progress row has just said so.
+JOB_CANCEL_CHECK_SECONDS = float(env("JOB_CANCEL_CHECK_SECONDS", "0.5"))
+# The result the job row keeps: strings cut at this many characters, and a marker instead
+# of a result over this many bytes of JSON (result.json keeps the whole).
+JOB_RESULT_MAX_STRING_CHARS = env_int("JOB_RESULT_MAX_STRING_CHARS", 4096)
+JOB_RESULT_MAX_BYTES = env_int("JOB_RESULT_MAX_BYTES", 256 * 1024)
 
 # --- celery --------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL)
@@ -294,6 +321,37 @@ AUTH_PASSWORD_VALIDATORS = [
 # and the suite creates hundreds of users. Never set it for a real deployment.
 if env_bool("DJANGO_INSECURE_FAST_PASSWORD_HASHING", False):
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# --- sign-in throttling (django-axes) ---------------------------------------------------------
+# Failed sign-ins are counted per client IP and, separately, per username, in the default
+# cache (Redis: one atomic increment a failure, no database write, expiry = the cool-off).
+# LOGIN_FAILURE_LIMIT failures lock that IP or that username out; each further try while
+# locked out doubles the cool-off from LOGIN_COOLOFF_SECONDS up to LOGIN_COOLOFF_MAX_SECONDS
+# (jobs/web/logins.py). The check runs in the first authentication backend, before any
+# password is hashed, for /login/ and /admin/login/ alike; a success clears the counts.
+# The IP is REMOTE_ADDR, which Uvicorn sets from X-Forwarded-For only for a peer listed in
+# FORWARDED_ALLOW_IPS (its default: loopback): behind a proxy, set that to the proxy's address.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env_bool("LOGIN_LOCKOUT_ENABLED", True)
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+LOGIN_COOLOFF_SECONDS = float(env("LOGIN_COOLOFF_SECONDS", "60"))
+LOGIN_COOLOFF_MAX_SECONDS = float(env("LOGIN_COOLOFF_MAX_SECONDS", "3600"))
+AXES_COOLOFF_TIME = "jobs.web.logins.cool_off"
+AXES_USERNAME_CALLABLE = "jobs.web.logins.username"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "jobs.web.logins.locked_out"
+AXES_DISABLE_ACCESS_LOG = True  # no row per successful sign-in
+AXES_ENABLE_ADMIN = False  # its admin pages list database records, which the cache handler never writes
+# Pinned for the day django-ipware is installed: then axes would read client-set headers first.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
+# The lock-out counts a failure after its hash; this caps how many sign-in posts hash at once
+# in one web process (from any addresses), so a burst cannot take every thread and core.
+LOGIN_MAX_CONCURRENT = env_int("LOGIN_MAX_CONCURRENT", 2)
+LOGIN_PATHS = ("/login/", "/admin/login/")
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "job-list"
 LOGOUT_REDIRECT_URL = "login"
@@ -312,6 +370,17 @@ WHITENOISE_USE_FINDERS = True  # no collectstatic step needed in development
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
+# --- request body admission (jobplatform/admission.py) ---------------------------------------
+# Bodies for Django's views are refused with 413 before any byte is read once they pass the
+# limit of their path: the API's JSON limit under /api/; a form's file and its other fields
+# (FILE_UPLOAD_MAX_MEMORY_SIZE + DATA_UPLOAD_MAX_MEMORY_SIZE) on pages; little on sign-in pages.
+BODY_LIMIT_API_BYTES = env_int("BODY_LIMIT_API_BYTES", DATA_UPLOAD_MAX_MEMORY_SIZE)
+BODY_LIMIT_PAGE_BYTES = env_int("BODY_LIMIT_PAGE_BYTES", FILE_UPLOAD_MAX_MEMORY_SIZE + DATA_UPLOAD_MAX_MEMORY_SIZE)
+BODY_LIMIT_LOGIN_BYTES = env_int("BODY_LIMIT_LOGIN_BYTES", 64 * 1024)
+BODY_LIMIT_LOGIN_PATHS = ("/login/", "/admin/login/")
+# A chunked body is read before Django sees it; one that stalls this long is answered 408.
+BODY_IDLE_TIMEOUT_SECONDS = float(env("BODY_IDLE_TIMEOUT_SECONDS", "30"))
+
 REST_FRAMEWORK = {
     # Token first: an anonymous request then gets 401 with WWW-Authenticate, not a bare 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -326,6 +395,10 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "job_create": env("THROTTLE_JOB_CREATE", "120/min"),
         "upload": env("THROTTLE_UPLOAD", "60/min"),
+        # Cancel, retry and dead-letter replay (API and pages).
+        "job_action": env("THROTTLE_JOB_ACTION", "120/min"),
+        # A direct upload's sign-parts, complete and abort calls.
+        "upload_part": env("THROTTLE_UPLOAD_PART", "600/min"),
     },
 }
 # The throttles (jobs/api/throttles.py) count in the default cache; a count the cache could
@@ -338,13 +411,34 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR", "SWAGGER_UI_FAVICON_HREF": "SIDECAR", "REDOC_DIST": "SIDECAR",
+    # OpenAPI links between operations (jobs/api/schema.py), after the default enum hook.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "jobs.api.schema.add_links"],
 }
 
+# --- TLS, cookies, HSTS, the proxy's scheme header; the debug page --------------------------
+# DJANGO_TLS=1: browsers reach the site over HTTPS, directly or through a proxy that ends TLS.
+# DJANGO_PROXY_SSL_HEADER names the header in which that proxy says a request came over HTTPS
+# (X-Forwarded-Proto: https), and implies TLS. Name it only if the proxy sets or strips that
+# header on every request, or a client could claim HTTPS itself (docs/operations.md).
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # the upload page's script reads it to send X-CSRFToken
-if not DEBUG:
-    SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
-    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+PROXY_SSL_HEADER = (env("DJANGO_PROXY_SSL_HEADER", "") or "").strip()
+if PROXY_SSL_HEADER:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + PROXY_SSL_HEADER.upper().replace("-", "_"), "https")
+TLS = env_bool("DJANGO_TLS", bool(PROXY_SSL_HEADER))
+# Secure cookies whenever TLS is on, and by default with DEBUG off (browsers send Secure
+# cookies to http://localhost too); DJANGO_SECURE_COOKIES=0 only for plain-HTTP test servers.
+SESSION_COOKIE_SECURE = TLS or env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+if TLS:
+    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)  # a commitment to browsers' lists
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # probes come from inside, over plain HTTP
+# The debug page (DEBUG on, as `make run` runs) and error reports show no credentials.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "jobplatform.debugging.SecretHidingFilter"
+DEFAULT_EXCEPTION_REPORTER = "jobplatform.debugging.SecretHidingReporter"
 
 LOGGING = {
     "version": 1,
@@ -352,5 +446,5 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-    "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+    "loggers": {"axes": {"level": "WARNING"}, "botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
 }

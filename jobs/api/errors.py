@@ -2,9 +2,10 @@
 
 Every way a request to /api/ can fail ends here: DRF exceptions and JobError (through
 `exception_handler`), unmatched /api/ paths (`not_found`), and errors outside any DRF
-view (`handler404` / `handler500`, wired in the root urlconf). An API client never gets
-an HTML error page, and a database or object store that is down or hung is a 503
-`service_unavailable` with Retry-After, never a 500.
+view (`handler400` / `handler403` / `handler404` / `handler500`, wired in the root
+urlconf; a disallowed Host or a form over Django's parser limits reaches `handler400`).
+An API client never gets an HTML error page, and a database or object store that is down
+or hung is a 503 `service_unavailable` with Retry-After, never a 500.
 """
 
 from __future__ import annotations
@@ -12,6 +13,14 @@ from __future__ import annotations
 import logging
 import sys
 
+from django.conf import settings
+from django.core.exceptions import (
+    DisallowedHost,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
@@ -80,7 +89,25 @@ def error_summary(detail) -> str:
     return str(detail)
 
 
+def suspicious_error(exc: SuspiciousOperation) -> tuple[str, str, int]:
+    """(code, message, status) for a request Django refuses to parse or route."""
+    if isinstance(exc, RequestDataTooBig):
+        return "too_large", f"request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes", 413
+    if isinstance(exc, TooManyFieldsSent):
+        return ("too_many_fields", f"more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} parameters or form fields",
+                400)
+    if isinstance(exc, TooManyFilesSent):
+        return "too_many_files", f"more than {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files in one form", 400
+    if isinstance(exc, DisallowedHost):
+        return "disallowed_host", "the Host header names a host this server does not serve", 400
+    return "bad_request", "the request is malformed", 400
+
+
 def exception_handler(exc, context):
+    if isinstance(exc, SuspiciousOperation):
+        # Raised while DRF reads request.GET or a form body: the request's fault, never a 500.
+        code, message, status_code = suspicious_error(exc)
+        return error_response(code, message, status_code)
     if isinstance(exc, JobError):
         set_rollback()
         headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.status == 503 else None
@@ -135,6 +162,24 @@ def not_found(request, *args, **kwargs) -> JsonResponse:
 
 def _is_api(request) -> bool:
     return request.path_info.startswith("/api/")
+
+
+def handler400(request, exception: Exception | None = None):
+    """Django's answer to a SuspiciousOperation outside a DRF view (a disallowed Host, a form
+    over DATA_UPLOAD_MAX_NUMBER_FIELDS, ...): the API's shape on /api/, a page elsewhere."""
+    if not _is_api(request):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, SuspiciousOperation):
+        code, message, status_code = suspicious_error(exception)
+    else:
+        code, message, status_code = "bad_request", "the request is malformed", 400
+    return _json_error(code, message, status_code)
+
+
+def handler403(request, exception: Exception | None = None):
+    if _is_api(request):
+        return _json_error("permission_denied", "you do not have permission to do this", 403)
+    return defaults.permission_denied(request, exception)
 
 
 def handler404(request, exception: Exception | None = None):

@@ -1,4 +1,5 @@
-"""The API's one request body parser: JSON, bounded in size and nesting, no NUL characters."""
+"""The API's one request body parser: JSON, bounded in size and nesting, no NUL characters
+or lone surrogates (what PostgreSQL and a UTF-8 response cannot hold)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ def _check(value, depth: int = 0) -> None:
     if isinstance(value, str):
         if "\x00" in value:
             raise ParseError("JSON strings must not contain the NUL character (\\u0000)")
+        if not value.isascii() and not _utf8_encodable(value):
+            # A lone "\ud800" parses, but neither jsonb nor a UTF-8 response can hold it.
+            raise ParseError("JSON strings must not contain lone surrogates (\\ud800 to \\udfff)")
     elif isinstance(value, dict):
         for key, item in value.items():
             _check(key, depth + 1)
@@ -33,6 +37,14 @@ def _check(value, depth: int = 0) -> None:
     elif isinstance(value, list):
         for item in value:
             _check(item, depth + 1)
+
+
+def _utf8_encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _no_constant(name: str):

@@ -73,6 +73,8 @@ class JobEventSerializer(serializers.Serializer):
 
 
 class JobSerializer(serializers.Serializer):
+    """A job as listed: everything but its result, which can be large (fetch the job for it)."""
+
     id = serializers.UUIDField()
     job_type = serializers.CharField()
     state = serializers.ChoiceField(choices=JobState.choices)
@@ -85,7 +87,6 @@ class JobSerializer(serializers.Serializer):
     max_attempts = serializers.IntegerField()
     progress = ProgressSerializer(source="*")
     error = serializers.SerializerMethodField()
-    result = serializers.JSONField(allow_null=True)
     result_keys = serializers.ListField(child=serializers.CharField())
     cancel_requested = serializers.BooleanField()
     created_at = serializers.DateTimeField()
@@ -100,9 +101,10 @@ class JobSerializer(serializers.Serializer):
 
 
 class JobDetailSerializer(JobSerializer):
-    """context["events"], when given, are the job's events oldest first, as the caller
-    already holds them (the create writes them); otherwise they are read."""
+    """One job, with its result. context["events"], when given, are the job's events oldest
+    first, as the caller already holds them (the create writes them); otherwise they are read."""
 
+    result = serializers.JSONField(allow_null=True)
     events = serializers.SerializerMethodField()
 
     @extend_schema_field(JobEventSerializer(many=True))

@@ -25,7 +25,7 @@ from .authentication import TokenAuthentication
 from .errors import error_summary
 from .pagination import Pagination
 from .parsers import JSONParser
-from .throttles import JobCreateThrottle
+from .throttles import JobActionThrottle, JobCreateThrottle
 
 PG_BIGINT_MAX = 2**63 - 1
 PAGE_PARAMS = [OpenApiParameter("page", int, required=False),
@@ -68,7 +68,8 @@ class JobListCreateApi(ApiView):
                    responses={200: s.paginated("PaginatedJobList", s.JobSerializer), **error_responses(400, 401, 404)})
     def get(self, request: Request) -> Response:
         filters = validated(s.JobFilterSerializer, request.query_params, code="invalid_filter")
-        jobs = selectors.job_list(user=request.user, **filters)
+        # List items leave the result out (one result can be megabytes), so the rows are read without it.
+        jobs = selectors.job_list(user=request.user, **filters).defer("result")
         paginator = Pagination()
         page = paginator.paginate_queryset(jobs, request, view=self)
         return paginator.get_paginated_response(s.JobSerializer(page, many=True).data)
@@ -121,9 +122,11 @@ class JobResultUrlApi(ApiView):
 
 
 class JobCancelApi(ApiView):
+    throttle_classes = (JobActionThrottle,)
+
     @extend_schema(operation_id="jobs_cancel", request=None,
                    summary="Cancel a job: at once if not running, at the next chunk if running",
-                   responses={200: s.JobDetailSerializer, **error_responses(401, 404, 409)})
+                   responses={200: s.JobDetailSerializer, **error_responses(401, 404, 409, 429)})
     def post(self, request: Request, job_id) -> Response:
         job = selectors.job_get(user=request.user, job_id=job_id, allow_staff=True)
         job = actions.job_cancel(job=job, actor=_actor(request))
@@ -131,8 +134,10 @@ class JobCancelApi(ApiView):
 
 
 class JobRetryApi(ApiView):
+    throttle_classes = (JobActionThrottle,)
+
     @extend_schema(operation_id="jobs_retry", request=None, summary="Queue a FAILED or DEAD job again",
-                   responses={200: s.JobDetailSerializer, **error_responses(401, 404, 409)})
+                   responses={200: s.JobDetailSerializer, **error_responses(401, 404, 409, 429)})
     def post(self, request: Request, job_id) -> Response:
         job = selectors.job_get(user=request.user, job_id=job_id, allow_staff=True)
         job = actions.job_retry(job=job, actor=_actor(request))
@@ -156,9 +161,10 @@ class DeadLetterListApi(ApiView):
 
 class DeadLetterReplayApi(ApiView):
     permission_classes = (IsAdminUser,)
+    throttle_classes = (JobActionThrottle,)
 
     @extend_schema(operation_id="dead_letters_replay", request=None, summary="Queue a dead job again (staff)",
-                   responses={200: s.JobDetailSerializer, **error_responses(401, 403, 404, 409)})
+                   responses={200: s.JobDetailSerializer, **error_responses(401, 403, 404, 409, 429)})
     def post(self, request: Request, pk: int) -> Response:
         letter = DeadLetter.objects.filter(pk=pk).first() if pk <= PG_BIGINT_MAX else None
         if letter is None:

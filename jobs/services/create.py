@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 import storage
 from processors import get_processor
 from processors.base import ProcessorError
+from storage.keys import is_valid_key
 
 from ..errors import JobError
 from ..models import Job, JobEvent, JobState
@@ -62,11 +63,14 @@ def job_create(*, owner: AbstractBaseUser, job_type: str, input_key: str, input_
         clean_params = processor.validate_params(params or {})
     except ProcessorError as exc:
         raise JobError(exc.message, code="invalid_params", details=exc.details) from None
+    if not _storable(clean_params):
+        raise JobError("params must not contain NUL characters or lone surrogates (PostgreSQL cannot store them)",
+                       code="invalid_params")
 
     info = _check_input(owner=owner, bucket=bucket, key=input_key)
     job = Job(owner=owner, job_type=job_type, params=clean_params, processor_version=processor.version,
               input_bucket=bucket, input_key=input_key, input_size=info.size, input_etag=info.etag,
-              input_name=input_name or storage.safe_filename(input_key.rsplit("/", 1)[-1]),
+              input_name=storage.safe_filename(input_name or input_key.rsplit("/", 1)[-1]),
               progress_total=info.size, max_attempts=max_attempts or settings.JOB_MAX_ATTEMPTS,
               idempotency_key=idempotency_key, request_fingerprint=fingerprint)
     task_id = str(uuid.uuid4())
@@ -82,6 +86,25 @@ def job_create(*, owner: AbstractBaseUser, job_type: str, input_key: str, input_
         return _same_request(existing, fingerprint)
     logger.info("job.created job_id=%s type=%s owner=%s size=%s", job.id, job_type, owner.pk, info.size)
     return CreateResult(job=job, created=True, events=[created, queued])
+
+
+def _storable(value: Any) -> bool:
+    """Whether jsonb can hold the value: no U+0000 and no lone surrogate in any string."""
+    if isinstance(value, str):
+        return "\x00" not in value and (value.isascii() or _utf8_encodable(value))
+    if isinstance(value, dict):
+        return all(_storable(k) and _storable(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_storable(item) for item in value)
+    return True
+
+
+def _utf8_encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _fingerprint(job_type: str, bucket: str, key: str, params: Any) -> str:
@@ -105,13 +128,21 @@ def _check_input(*, owner: AbstractBaseUser, bucket: str, key: str) -> storage.O
     # An upload key names its owner: uploads/<owner id>/...; anything else is not theirs.
     if not key.startswith(storage.owner_upload_prefix(owner.pk)) or ".." in key.split("/"):
         raise JobError("input object not found", code="input_not_found", status=404)
+    if not is_valid_key(key):
+        raise JobError("input_object_key is not a valid object key (control characters, a backslash, "
+                       "or an empty or dot segment)", code="invalid_key")
     try:
         return storage.head(bucket, key)
     except storage.ObjectNotFound:
         raise JobError("input object not found", code="input_not_found", status=404) from None
+    except storage.AccessDenied:
+        raise  # the platform's own credentials are refused: a misconfiguration, not the client's input
     except storage.StorageUnavailable:
         raise JobError("object storage is unavailable; try again shortly", code="storage_unavailable",
                        status=503) from None
+    except storage.StorageError:
+        # Anything else the store refused is about this key, not an outage: the client's to fix.
+        raise JobError("object storage refused this input_object_key", code="invalid_key") from None
 
 
 def job_create_from_file(*, owner: AbstractBaseUser, job_type: str, params: dict | None, fileobj: IO[bytes],

@@ -89,6 +89,18 @@ def job_record_progress(*, job: Job, bytes_read: int) -> bool:
     return False
 
 
+def job_held(*, job: Job) -> bool:
+    """Whether the job is still PROCESSING under this worker's claim."""
+    return Job.objects.filter(pk=job.pk, state=S.PROCESSING, claim_token=job.claim_token).exists()
+
+
+def job_must_stop(*, job: Job) -> bool:
+    """True if the worker running the job must stop: its owner asked to cancel it, or the
+    job is no longer this worker's. One indexed read, for the runner's cancel poll."""
+    return not Job.objects.filter(pk=job.pk, state=S.PROCESSING, claim_token=job.claim_token,
+                                  cancel_requested=False).exists()
+
+
 def held(job: Job) -> uuid.UUID:
     """The claim a worker-side move carries: the one this worker won, which the move's update
     matches, so a worker whose claim was replaced changes nothing. A copy without one is refused."""

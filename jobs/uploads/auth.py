@@ -19,6 +19,7 @@ from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
 
 from jobs.api.authentication import TokenAuthentication
+from jobs.api.errors import suspicious_error
 from jobs.errors import JobError
 
 from .throttles import UploadThrottle
@@ -47,8 +48,9 @@ def authenticate(scope: dict) -> Request:
     request = request_from_scope(scope)
     try:
         request.get_host()
-    except DisallowedHost:
-        raise JobError("the Host header is not allowed", code="bad_request", status=400) from None
+    except DisallowedHost as exc:
+        code, message, status = suspicious_error(exc)  # the same answer as the API views give
+        raise JobError(message, code=code, status=status) from None
     # Token first, as in the API views: an anonymous request gets 401 with a Token challenge.
     drf_request = Request(request, authenticators=[TokenAuthentication(), SessionAuthentication()])
     try:

@@ -7,7 +7,13 @@ Django's own ASGI handler spools a whole body to a temp file before any view run
 each `http.request` chunk goes on as it arrives. Only one batch is collected while the
 previous one is being written, and receive() is not called while both are busy, so Uvicorn
 stops reading the socket and the client is slowed down instead of the body piling up in
-memory: at most BATCH_BYTES here plus the writer's (parts in flight + 1) x part size.
+memory: at most BATCH_BYTES here plus what the writer holds, which grows with the bytes
+received up to (parts in flight + 1) x part size (storage/objects.py).
+
+Admission comes before any of that, cheapest first: the declared size, the credentials, the
+number of uploads under way (UploadSlots), the upload rate. A client that sends nothing for
+UPLOAD_IDLE_TIMEOUT_SECONDS is answered 408 and its upload aborted. Every response carries
+the security headers of Django's pages.
 
 Every upload that does not finish is aborted, including one the server cancels at shutdown;
 wait_for_uploads() is what the lifespan shutdown (lifespan.py) awaits for those aborts.
@@ -18,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from urllib.parse import unquote_to_bytes
 
@@ -25,6 +32,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from multipart import parse_options_header
 
+from jobplatform.admission import with_security_headers
 from jobs.api.errors import error_body
 from jobs.errors import JobError
 
@@ -36,6 +44,7 @@ logger = logging.getLogger(__name__)
 PATH_PREFIX = b"/api/v1/uploads/"
 BATCH_BYTES = 1024 * 1024  # body bytes handed to the writer thread at a time
 FORM_OVERHEAD_BYTES = 1024 * 1024  # boundaries and small fields a form may add around the file
+SLOT_RETRY_AFTER_SECONDS = 5  # an upload under way takes a while; a sooner retry would be refused again
 # Blocking storage writes run here, never on the event loop nor on Django's one sync thread
 # (that would stall every other request for as long as an upload takes).
 _executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="upload")
@@ -44,6 +53,43 @@ _in_flight: set[asyncio.Future] = set()  # one per body being streamed, done onc
 
 class ClientGone(Exception):
     """The client disconnected before the body was complete."""
+
+
+class UploadSlots:
+    """The streamed uploads under way in this web process, per user and in all.
+
+    The counts are this process's own: with several web processes, each admits up to
+    UPLOAD_MAX_CONCURRENT. Taken and given back on the event loop, so no lock is needed.
+    """
+
+    def __init__(self):
+        self.total = 0
+        self.per_user: Counter[int] = Counter()
+
+    def take(self, user_id: int) -> None:
+        """One slot for the user, or JobError 429 too_many_uploads."""
+        if self.per_user[user_id] >= settings.UPLOAD_MAX_CONCURRENT_PER_USER:
+            raise self.refused(f"at most {settings.UPLOAD_MAX_CONCURRENT_PER_USER} uploads at a time per user; "
+                               "wait for one to finish", "user", settings.UPLOAD_MAX_CONCURRENT_PER_USER)
+        if self.total >= settings.UPLOAD_MAX_CONCURRENT:
+            raise self.refused("the server is receiving as many uploads as it takes at once; try again shortly",
+                               "server", settings.UPLOAD_MAX_CONCURRENT)
+        self.total += 1
+        self.per_user[user_id] += 1
+
+    def give_back(self, user_id: int) -> None:
+        self.total -= 1
+        self.per_user[user_id] -= 1
+        if self.per_user[user_id] <= 0:
+            del self.per_user[user_id]
+
+    @staticmethod
+    def refused(message: str, scope: str, limit: int) -> JobError:
+        return JobError(message, code="too_many_uploads", status=429,
+                        details={"scope": scope, "limit": limit, "retry_after": SLOT_RETRY_AFTER_SECONDS})
+
+
+slots = UploadSlots()
 
 
 async def respond(send, status: int, body: dict, headers: dict[str, str] | None = None) -> None:
@@ -100,6 +146,7 @@ def content_length(scope: dict) -> int | None:
 class UploadApp:
     async def __call__(self, scope: dict, receive, send) -> None:
         started = False
+        send = with_security_headers(scope, send)
 
         async def tracking_send(message: dict) -> None:
             nonlocal started
@@ -125,26 +172,32 @@ class UploadApp:
             return
         try:
             length = content_length(scope)
+            check_declared_size(filename, length)
             drf_request = await database_sync_to_async(auth.authenticate)(scope)
-            sink = self.make_sink(scope, filename, length, drf_request.user)
-            await database_sync_to_async(auth.throttle)(drf_request)
+        except JobError as exc:
+            await respond_error(send, exc, body_pending=True)
+            return
+        user_id = drf_request.user.pk
+        try:
+            slots.take(user_id)
         except JobError as exc:
             await respond_error(send, exc, body_pending=True)
             return
         try:
-            result = await self.stream(receive, sink)
-        except JobError as exc:
-            await respond_error(send, exc, body_pending=True)
-            return
-        await respond(send, 201, result.as_dict())
+            try:
+                sink = self.make_sink(scope, filename, length, drf_request.user)
+                await database_sync_to_async(auth.throttle)(drf_request)
+                result = await self.stream(receive, sink)
+            except JobError as exc:
+                await respond_error(send, exc, body_pending=True)
+                return
+            await respond(send, 201, result.as_dict())
+        finally:
+            slots.give_back(user_id)
 
     def make_sink(self, scope: dict, filename: str | None, length: int | None, user):
-        """Checked before a byte of the body is read: the declared size and the form's framing."""
-        limit = settings.UPLOAD_MAX_BYTES + (FORM_OVERHEAD_BYTES if filename is None else 0)
-        if length is not None and length > limit:
-            raise JobError(f"the file is larger than the upload limit of {settings.UPLOAD_MAX_BYTES} bytes",
-                           code="too_large", status=413,
-                           details={"max_bytes": settings.UPLOAD_MAX_BYTES, "content_length": length})
+        """Checked before a byte of the body is read: the form's framing. Allocates no buffer:
+        the upload's writer holds only the bytes it is given."""
         content_type = header(scope, b"content-type") or ""
         if filename is not None:
             return RawBodySink(owner=user, filename=filename, content_type=content_type)
@@ -156,31 +209,36 @@ class UploadApp:
         return FormDataSink(owner=user, boundary=boundary, content_length=length)
 
     async def stream(self, receive, sink):
-        """Feeds the body to the sink batch by batch; aborts the upload if anything goes wrong."""
+        """Feeds the body to the sink batch by batch; aborts the upload if anything goes wrong,
+        including a client that sends nothing for UPLOAD_IDLE_TIMEOUT_SECONDS."""
         ended = asyncio.get_running_loop().create_future()  # stored or aborted: shutdown waits for it
         _in_flight.add(ended)
         ended.add_done_callback(_in_flight.discard)
         # The sink's last call in the pool (a feed, or the finish): the writer is not
         # thread-safe, so an abort waits for it.
         pending: Future | None = None
-        batch: list[bytes] = []
-        batched = 0
+        # One buffer per batch, not a list of the server's chunks: a body trickled a byte at
+        # a time must not cost a Python object per byte.
+        batch = bytearray()
+        idle = settings.UPLOAD_IDLE_TIMEOUT_SECONDS
         try:
             more = True
             while more:
-                message = await receive()
+                try:
+                    async with asyncio.timeout(idle):
+                        message = await receive()
+                except TimeoutError:
+                    raise JobError(f"no bytes of the upload arrived for {idle:g} seconds; it was aborted",
+                                   code="upload_idle", status=408, details={"idle_timeout_seconds": idle}) from None
                 if message["type"] == "http.disconnect":
                     raise ClientGone
-                body = message.get("body", b"")
+                batch += message.get("body", b"")
                 more = message.get("more_body", False)
-                if body:
-                    batch.append(body)
-                    batched += len(body)
-                if batched >= BATCH_BYTES or (batch and not more):
+                if len(batch) >= BATCH_BYTES or (batch and not more):
                     if pending is not None:
                         await asyncio.wrap_future(pending)  # the previous batch; its errors surface here
                     pending = _executor.submit(sink.feed, batch)
-                    batch, batched = [], 0
+                    batch = bytearray()
             if pending is not None:
                 await asyncio.wrap_future(pending)
             pending = _executor.submit(sink.finish)
@@ -194,6 +252,15 @@ class UploadApp:
             aborting.add_done_callback(lambda _: ended.done() or ended.set_result(None))
             await asyncio.shield(aborting)
             raise
+
+
+def check_declared_size(filename: str | None, length: int | None) -> None:
+    """A declared size over the limit is refused before the credentials are even looked at."""
+    limit = settings.UPLOAD_MAX_BYTES + (FORM_OVERHEAD_BYTES if filename is None else 0)
+    if length is not None and length > limit:
+        raise JobError(f"the file is larger than the upload limit of {settings.UPLOAD_MAX_BYTES} bytes",
+                       code="too_large", status=413,
+                       details={"max_bytes": settings.UPLOAD_MAX_BYTES, "content_length": length})
 
 
 def abort_after(sink, pending: Future | None) -> None:

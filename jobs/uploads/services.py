@@ -186,8 +186,9 @@ def multipart_sign_parts(*, owner, upload_id, part_numbers: list) -> list[dict]:
                        code="invalid_part_number")
     numbers = sorted({_part_number(n, session) for n in part_numbers})
     try:
-        return [{"part_number": n, "url": multipart.sign_part(session.bucket, session.key, session.s3_upload_id, n,
-                                                              expires=PART_URL_EXPIRY)} for n in numbers]
+        return [{"part_number": n, "url": multipart.sign_part(
+            session.bucket, session.key, session.s3_upload_id, n, expires=PART_URL_EXPIRY,
+            content_length=multipart.part_length(session.size, session.part_size, n))} for n in numbers]
     except storage.StorageError as exc:
         raise _storage_error(exc) from exc
 

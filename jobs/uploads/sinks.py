@@ -2,8 +2,8 @@
 incremental multipart/form-data parser that sends the `file` field into one (POST).
 
 Both are blocking (storage writes) and run in a worker thread, one call per batch of body bytes.
-They expose feed(chunks), finish() -> UploadResult and abort(); feed takes the chunks as
-the server delivered them, so they are never joined into one bigger copy.
+They expose feed(batch), finish() -> UploadResult and abort(); a batch is one buffer of the
+body's next bytes.
 
 The form parser is `multipart` (PyPI, by the author of Bottle): a push parser with no I/O
 of its own, so it takes whatever chunks the server hands over, and with limits on header
@@ -27,9 +27,8 @@ class RawBodySink:
     def __init__(self, *, owner, filename: str, content_type: str):
         self.upload = upload_begin(owner=owner, filename=filename, content_type=content_type)
 
-    def feed(self, chunks: list[bytes]) -> None:
-        for chunk in chunks:
-            self.upload.write(chunk)
+    def feed(self, batch: bytes | bytearray) -> None:
+        self.upload.write(batch)
 
     def finish(self) -> UploadResult:
         return self.upload.commit()
@@ -50,11 +49,10 @@ class FormDataSink:
         self.file_done = False
         self.field_bytes = 0
 
-    def feed(self, chunks: list[bytes]) -> None:
+    def feed(self, batch: bytes | bytearray) -> None:
         try:
-            for chunk in chunks:
-                for event in self.parser.parse(chunk):
-                    self._handle(event)
+            for event in self.parser.parse(batch):
+                self._handle(event)
         except ParserError as exc:
             raise JobError(f"malformed multipart/form-data body: {exc}"[:300], code="malformed_form") from exc
 

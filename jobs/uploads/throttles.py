@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from jobs.api.throttles import JobCreateThrottle
+from jobs.api.throttles import ScopedThrottle
 
 
-class UploadThrottle(JobCreateThrottle):
+class UploadThrottle(ScopedThrottle):
     """Counts streamed uploads and direct-upload creates alike: each is one file."""
 
     scope = "upload"

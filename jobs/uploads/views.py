@@ -10,6 +10,7 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from jobs.api.throttles import UploadPartThrottle
 from jobs.api.views import ApiView, error_responses, validated
 
 from . import services
@@ -77,10 +78,14 @@ class MultipartCreateApi(ApiView):
         return Response(CreateOutputSerializer(session).data, status=status.HTTP_201_CREATED)
 
 
+# Signing, completing and aborting count as one scope of their own: an upload makes many such
+# calls (a sign per batch of parts), so they do not spend the per-file upload allowance.
 class MultipartPartsApi(ApiView):
+    throttle_classes = (UploadPartThrottle,)
+
     @extend_schema(operation_id="uploads_multipart_sign_parts", summary="Presigned URLs to PUT parts to",
                    request=SignInputSerializer,
-                   responses={200: SignOutputSerializer, **error_responses(400, 401, 404, 409)})
+                   responses={200: SignOutputSerializer, **error_responses(400, 401, 404, 409, 429)})
     def post(self, request: Request, upload_id) -> Response:
         data = validated(SignInputSerializer, request.data, code="invalid_part_number")
         parts = services.multipart_sign_parts(owner=request.user, upload_id=upload_id, **data)
@@ -88,10 +93,12 @@ class MultipartPartsApi(ApiView):
 
 
 class MultipartCompleteApi(ApiView):
+    throttle_classes = (UploadPartThrottle,)
+
     @extend_schema(operation_id="uploads_multipart_complete",
                    summary="Join the parts; the object's size must be the declared one",
                    request=CompleteInputSerializer,
-                   responses={201: UploadResultSerializer, **error_responses(400, 401, 404, 409, 503)})
+                   responses={201: UploadResultSerializer, **error_responses(400, 401, 404, 409, 429, 503)})
     def post(self, request: Request, upload_id) -> Response:
         data = validated(CompleteInputSerializer, request.data, code="invalid_parts")
         result = services.multipart_complete(owner=request.user, upload_id=upload_id, parts=data["parts"])
@@ -99,8 +106,11 @@ class MultipartCompleteApi(ApiView):
 
 
 class MultipartAbortApi(ApiView):
+    throttle_classes = (UploadPartThrottle,)
+
     @extend_schema(operation_id="uploads_multipart_abort", summary="Abandon a direct upload",
-                   responses={204: OpenApiResponse(description="aborted"), **error_responses(401, 404, 409, 503)})
+                   responses={204: OpenApiResponse(description="aborted"),
+                              **error_responses(401, 404, 409, 429, 503)})
     def delete(self, request: Request, upload_id) -> Response:
         services.multipart_abort(owner=request.user, upload_id=upload_id)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 
+import storage
 from processors import Processor, all_processors
 
 
@@ -31,6 +32,11 @@ class JobForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["job_type"].choices = job_type_choices()
+
+    def clean_object_name(self) -> str:
+        # The page's script sends the name back; it is user text like any upload's name.
+        name = self.cleaned_data.get("object_name") or ""
+        return storage.safe_filename(name, default="") if name else ""
 
     def clean(self):
         cleaned = super().clean()

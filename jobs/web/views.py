@@ -21,9 +21,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from jobs import notify, selectors
+from jobs.api.throttles import JobActionThrottle, JobCreateThrottle, refusal
 from jobs.errors import JobError
 from jobs.models import DeadLetter, Job, JobState
 from jobs.services import actions, create
+from jobs.uploads.throttles import UploadThrottle
 from processors import all_processors
 
 from .forms import JobForm, form_upload_limit, job_type_choices, params_forms
@@ -34,6 +36,14 @@ RESULT_PREVIEW_MAX_CHARS = 20_000
 
 def _actor(request: HttpRequest) -> str:
     return f"user:{request.user.pk}"
+
+
+def _too_many(request: HttpRequest, wait: int, back: str) -> HttpResponse:
+    response = render(request, "error.html", {"status": 429, "back": back,
+                                              "message": f"Too many requests; try again in {wait} seconds."},
+                      status=429)
+    response["Retry-After"] = str(wait)
+    return response
 
 
 def _get_job(request: HttpRequest, job_id) -> Job:
@@ -100,6 +110,16 @@ def job_new(request: HttpRequest) -> HttpResponse:
     params = params_form.cleaned_data
     upload = form.cleaned_data.get("file")
     object_key = form.cleaned_data.get("object_key")
+    # The API's allowances, counted before anything is stored: a posted file is one upload
+    # as well as one create. A refused post stores nothing; an object the page's script
+    # already streamed stays, and the page re-rendered below still names it, so posting
+    # again once the window has passed creates its job without a second upload.
+    wait = refusal(request, JobCreateThrottle) if object_key else refusal(request, JobCreateThrottle, UploadThrottle)
+    if wait is not None:
+        form.add_error(None, f"Too many jobs submitted; try again in {wait} seconds.")
+        response = _render_new(request, form, forms_by_type, selected, status=429)
+        response["Retry-After"] = str(wait)
+        return response
     try:
         if object_key:
             result = create.job_create(owner=request.user, job_type=selected, input_key=object_key, params=params,
@@ -182,6 +202,9 @@ def _detail_context(job: Job) -> dict:
 @require_POST
 def job_cancel(request: HttpRequest, job_id) -> HttpResponse:
     job = _get_job(request, job_id)
+    wait = refusal(request, JobActionThrottle)
+    if wait is not None:
+        return _too_many(request, wait, reverse("job-detail", args=[job.id]))
     try:
         job = actions.job_cancel(job=job, actor=_actor(request))
     except JobError as exc:
@@ -198,6 +221,9 @@ def job_cancel(request: HttpRequest, job_id) -> HttpResponse:
 @require_POST
 def job_retry(request: HttpRequest, job_id) -> HttpResponse:
     job = _get_job(request, job_id)
+    wait = refusal(request, JobActionThrottle)
+    if wait is not None:
+        return _too_many(request, wait, reverse("job-detail", args=[job.id]))
     try:
         actions.job_retry(job=job, actor=_actor(request))
     except JobError as exc:
@@ -244,6 +270,9 @@ def dead_letter_list(request: HttpRequest) -> HttpResponse:
 def dead_letter_replay(request: HttpRequest, letter_id: int) -> HttpResponse:
     _require_staff(request)
     letter = get_object_or_404(DeadLetter, pk=letter_id)
+    wait = refusal(request, JobActionThrottle)
+    if wait is not None:
+        return _too_many(request, wait, reverse("dead-letter-list"))
     try:
         job = actions.dead_letter_replay(dead_letter=letter, actor=f"staff:{request.user.pk}")
     except JobError as exc:

@@ -26,7 +26,8 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 # The test session's servers and keys: the launcher must start its own.
 SESSION_ONLY = ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT_URL", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY",
-                "S3_KEY_PREFIX", "DJANGO_SETTINGS_MODULE", "DJANGO_DEBUG", "JOBPLATFORM_ENV_FILE")
+                "S3_KEY_PREFIX", "DJANGO_SETTINGS_MODULE", "DJANGO_DEBUG", "JOBPLATFORM_ENV_FILE",
+                "WEED_GRPC_CA", "WEED_GRPC_CLIENT_CERT", "WEED_GRPC_CLIENT_KEY")
 
 
 class Launcher:

@@ -3,9 +3,13 @@
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
 import storage
 from jobs.errors import JobError
+from jobs.isolation import results
 from jobs.models import JobState
 from jobs.services.actions import job_cancel
 from jobs.services.create import job_create
@@ -109,3 +113,71 @@ def test_the_same_idempotency_key_returns_the_same_job_and_a_different_body_is_a
         job_create(owner=user, job_type="CSV_ROW_COUNT", input_key=key, idempotency_key="k1",
                             params={"has_header": False})
     assert excinfo.value.status == 409
+
+
+def test_the_processor_runs_in_a_child_of_the_pool_process_that_serves_job_after_job(user, upload, celery_process):
+    """One long-lived child per pool process: a tiny job pays two pipe messages, not a start."""
+    worker = celery_process("worker", concurrency=1)
+    pids = []
+    for _ in range(3):
+        job = job_create(owner=user, job_type="TEST_SLOW", input_key=upload(user, b"x" * 100),
+                         params={"chunk_delay": 0}).job
+        pids.append(wait_for_state(job.id, JobState.COMPLETED, timeout=30).result["pid"])
+
+    import psutil
+
+    pool_process = psutil.Process(worker.proc.pid).children()[0]
+    assert len(set(pids)) == 1
+    assert pids[0] in [child.pid for child in pool_process.children()]
+
+
+def test_a_child_that_went_over_a_limit_is_replaced_for_the_next_job(user, upload, celery_process):
+    celery_process("worker", concurrency=1, extra_env={"JOB_MEMORY_LIMIT_MB": "256"})
+    first = job_create(owner=user, job_type="TEST_SLOW", input_key=upload(user, b"x"), params={"chunk_delay": 0}).job
+    before = wait_for_state(first.id, JobState.COMPLETED, timeout=30).result["pid"]
+    bomb = job_create(owner=user, job_type="TEST_ALLOCATE", input_key=upload(user, b"x"), params={"mib": 2048}).job
+    assert wait_for_state(bomb.id, JobState.FAILED, timeout=30).error_code == "resource_limit"
+
+    after = job_create(owner=user, job_type="TEST_SLOW", input_key=upload(user, b"x"), params={"chunk_delay": 0}).job
+    assert wait_for_state(after.id, JobState.COMPLETED, timeout=30).result["pid"] != before
+
+
+storable = st.characters(codec="utf-8", exclude_characters="\x00")
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(storable, max_size=20)
+    | st.text(storable, min_size=4000, max_size=6000),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(storable, max_size=8), children,
+                                                                       max_size=5),
+    max_leaves=30)
+
+
+@examples(max_examples=50, deadline=None)
+@given(value=json_values)
+def test_a_bounded_result_has_no_long_string_and_fits_the_cap(value):
+    from django.conf import settings
+
+    bounded = results.bounded(value)
+    text = json.dumps(bounded)
+    marker = len(results.TRUNCATED.format(n=10**9))
+    assert len(text.encode()) <= settings.JOB_RESULT_MAX_BYTES
+    assert all(len(s) <= settings.JOB_RESULT_MAX_STRING_CHARS + marker for s in strings_in(bounded))
+
+
+@examples(max_examples=50, deadline=None)
+@given(value=json_values, bad=st.sampled_from(["\x00", "\ud800", "\udfff"]))
+def test_a_value_the_database_cannot_store_is_named_wherever_it_is(value, bad):
+    assert results.unstorable_reason(value) is None
+    assert results.unstorable_reason({"ok": value, "bad": [f"x{bad}y"]}) == (
+        "result.bad[0] contains " + ("a NUL character (U+0000)" if bad == "\x00" else "a lone UTF-16 surrogate"))
+
+
+def strings_in(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from strings_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings_in(item)

@@ -207,3 +207,26 @@ def test_binary_garbage_is_a_clear_error():
     with pytest.raises(ProcessorError) as exc:
         profile(bytes(range(256)) * 40)
     assert exc.value.code == "invalid_encoding"
+
+
+def test_a_multi_line_record_over_the_record_limit_is_refused_while_it_is_read(monkeypatch):
+    """Short quoted fields, each with a line break: no field and no line is long, but the
+    record is, and it is refused before csv.reader holds all of its fields."""
+    from processors import conf
+
+    monkeypatch.setattr(conf, "csv_max_record_chars", lambda: 10_000)
+    record = b'"x\n",' * 1_000_000  # 5 MB in one record: five reads of 1 MiB
+    ctx = MemoryContext(b"a,b\n1,2\n" + record + b"z\n", job_type="CSV_PROFILE")
+    with pytest.raises(ProcessorError) as exc:
+        get_processor("CSV_PROFILE").run(ctx)
+    assert exc.value.code == "record_too_large"
+    assert exc.value.message.startswith("The record starting on line 3 is longer than 10000 characters")
+    assert max(ctx.progress_calls) < len(record)  # stopped long before the end
+
+
+def test_records_up_to_the_record_limit_are_profiled(monkeypatch):
+    from processors import conf
+
+    monkeypatch.setattr(conf, "csv_max_record_chars", lambda: 10_000)
+    rows = b'"x\ny",2\n' * 2000  # 2000 records of 8 characters: 16 KB in all, each far below the limit
+    assert profile(b"a,b\n" + rows)["rows"] == 2000

@@ -1,8 +1,11 @@
 """Diagnostic job types for fault tests, registered via PROCESSOR_MODULES in the test run.
 
 TEST_SLOW reads its input slowly (so a worker can be killed mid-job); TEST_KILL_WORKER
-kills the worker process running it (a poison pill). They are real processors: they
-stream the object from S3 and write results through the runner like any other.
+kills the process running it, the processor's child of a pool process (a poison pill);
+TEST_SPIN burns CPU without ever reporting progress, TEST_SLEEP waits past its own short
+time limit, TEST_ALLOCATE allocates memory, TEST_RESULT returns a result of a chosen shape.
+They are real processors: they stream the object from S3 and write results through the
+runner like any other.
 """
 
 from __future__ import annotations
@@ -61,3 +64,67 @@ register(Processor(
     description="Which heavy modules the worker process has loaded.",
     params_schema={"type": "object", "additionalProperties": False, "properties": {}},
     run=_modules))
+
+
+def _spin(ctx) -> dict:
+    ctx.input.read(CHUNK)
+    end, turns = time.monotonic() + float(ctx.params["seconds"]), 0
+    while time.monotonic() < end:  # never calls ctx.progress: only the pool process can stop it
+        turns += 1
+    return {"turns": turns}
+
+
+register(Processor(
+    job_type="TEST_SPIN", version="1", title="Burns CPU (tests)", description="A CPU-bound loop without progress.",
+    params_schema={"type": "object", "additionalProperties": False, "properties": {
+        "seconds": {"type": "number", "minimum": 0, "default": 60}}},
+    run=_spin, soft_time_limit=120, time_limit=150))
+
+
+def _sleep(ctx) -> dict:
+    ctx.input.read(CHUNK)
+    time.sleep(float(ctx.params["seconds"]))
+    return {}
+
+
+register(Processor(
+    job_type="TEST_SLEEP", version="1", title="Sleeps past its time limit (tests)",
+    description="Waits without CPU; its soft time limit is 2 s.",
+    params_schema={"type": "object", "additionalProperties": False, "properties": {
+        "seconds": {"type": "number", "minimum": 0, "default": 60}}},
+    run=_sleep, soft_time_limit=2, time_limit=30))
+
+
+def _allocate(ctx) -> dict:
+    ctx.input.read(CHUNK)
+    blocks = []
+    for _ in range(int(ctx.params["mib"]) // 16):
+        blocks.append(b"\x01" * (16 * 1024 * 1024))  # written, so resident
+    return {"allocated_mib": 16 * len(blocks)}
+
+
+register(Processor(
+    job_type="TEST_ALLOCATE", version="1", title="Allocates memory (tests)", description="Holds `mib` MiB.",
+    params_schema={"type": "object", "additionalProperties": False, "properties": {
+        "mib": {"type": "integer", "minimum": 0, "default": 4096}}},
+    run=_allocate))
+
+
+def _result(ctx) -> dict:
+    data = ctx.input.read()
+    kind = ctx.params["kind"]
+    if kind == "nul":
+        return {"header": ["a\x00b"]}
+    if kind == "surrogate":
+        return {"value": "\ud800"}
+    if kind == "long_string":
+        return {"text": "y" * 100_000, "bytes": len(data)}
+    return {"items": [f"item {i:07d}" for i in range(200_000)]}  # "huge": about 3 MB of JSON
+
+
+register(Processor(
+    job_type="TEST_RESULT", version="1", title="Returns a chosen result (tests)",
+    description="A result the database cannot store, a long string, or a huge one.",
+    params_schema={"type": "object", "additionalProperties": False, "properties": {
+        "kind": {"enum": ["nul", "surrogate", "long_string", "huge"], "default": "huge"}}},
+    run=_result))

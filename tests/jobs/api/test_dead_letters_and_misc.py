@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from django.core.exceptions import DisallowedHost, PermissionDenied, RequestDataTooBig, TooManyFieldsSent
 from django.test import RequestFactory
 
-from jobs.api.errors import exception_handler, handler404, handler500
+from jobs.api.errors import exception_handler, handler400, handler403, handler404, handler500
 from jobs.models import DeadLetter, JobState
 
 from .conftest import error_of
@@ -118,6 +119,27 @@ def test_django_error_handlers_answer_json_under_api_and_html_elsewhere():
     assert api_500.status_code == 500 and b'"server_error"' in api_500.content
     assert handler404(factory.get("/api/v2/"), None)["Content-Type"] == "application/json"
     assert "text/html" in handler404(factory.get("/nowhere"), None)["Content-Type"]
+
+
+@pytest.mark.parametrize("exception, status, code", [
+    (DisallowedHost("bad host"), 400, "disallowed_host"),
+    (TooManyFieldsSent("too many"), 400, "too_many_fields"),
+    (RequestDataTooBig("too big"), 413, "too_large"),
+])
+def test_django_400s_answer_json_with_a_code_under_api_and_a_page_elsewhere(exception, status, code):
+    factory = RequestFactory()
+    response = handler400(factory.get("/api/v1/jobs/"), exception)
+    assert response.status_code == status and response["Content-Type"] == "application/json"
+    assert f'"code": "{code}"'.encode() in response.content
+    page = handler400(factory.get("/upload/"), exception)
+    assert page.status_code == 400 and "text/html" in page["Content-Type"]
+
+
+def test_django_403s_answer_json_under_api_and_a_page_elsewhere():
+    factory = RequestFactory()
+    response = handler403(factory.get("/api/v1/jobs/"), PermissionDenied())
+    assert response.status_code == 403 and b'"permission_denied"' in response.content
+    assert "text/html" in handler403(factory.get("/upload/"), PermissionDenied())["Content-Type"]
 
 
 def test_a_token_clients_post_to_an_unknown_api_path_is_a_json_404_not_a_csrf_error(user):

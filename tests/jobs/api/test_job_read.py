@@ -24,6 +24,14 @@ def test_list_shows_only_your_own_jobs_newest_first(api, user, other_user, make_
     assert [j["id"] for j in body["results"]] == [str(mine[1].id), str(mine[0].id)]
 
 
+def test_list_items_leave_the_result_out_and_the_job_keeps_it(api, user, make_job):
+    job = make_job(user, JobState.COMPLETED)
+    item = api.get(URL).json()["results"][0]
+    assert "result" not in item and "events" not in item
+    assert item["result_keys"] == job.result_keys and item["state"] == "COMPLETED"
+    assert api.get(f"{URL}{job.id}/").json()["result"]["rows"] == 3
+
+
 def test_list_filters_by_state_and_type(api, user, make_job):
     make_job(user)
     failed = make_job(user, JobState.FAILED)

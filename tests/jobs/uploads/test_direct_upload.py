@@ -10,6 +10,7 @@ import pytest
 import storage
 from jobs.services import create as services
 from jobs.uploads.models import UploadSession
+from storage.boto import client
 from tests.jobs.uploads.conftest import MIB, TEST_UPLOAD_MAX_BYTES, error_of, open_uploads, stored_keys, token_headers
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -59,10 +60,25 @@ def test_a_file_sent_in_parts_to_presigned_urls_becomes_the_declared_object(web,
     assert job.input_size == len(data)
 
 
+def test_a_part_put_of_another_length_than_the_part_is_refused_by_the_store(web, user, token):
+    with web.client() as http:
+        upload = create(http, token, size=100).json()
+        signed = http.post(f"{BASE}{upload['upload_id']}/parts", json={"part_numbers": [1]}, headers=token)
+    url = signed.json()["parts"][0]["url"]
+    with httpx.Client(timeout=60) as s3:
+        assert s3.put(url, content=b"x" * 150).status_code == 403  # the signed Content-Length is 100
+        assert s3.put(url, content=b"x" * 99).status_code == 403
+        assert s3.put(url, content=b"x" * 100).status_code == 200
+
+
 def test_completing_with_a_size_other_than_declared_is_400_and_removes_the_object(web, user, token):
     with web.client() as http:
         upload = create(http, token, size=100).json()
-        parts = send_parts(http, token, upload, b"x" * 99)
+        # Put straight through boto3, as through a store that does not check a signed length.
+        session = UploadSession.objects.get(pk=upload["upload_id"])
+        put = client().upload_part(Bucket=session.bucket, Key=session.key, UploadId=session.s3_upload_id,
+                                   PartNumber=1, Body=b"x" * 99)
+        parts = [{"part_number": 1, "etag": put["ETag"]}]
         response = http.post(f"{BASE}{upload['upload_id']}/complete", json={"parts": parts}, headers=token)
         again = http.post(f"{BASE}{upload['upload_id']}/complete", json={"parts": parts}, headers=token)
     assert response.status_code == 400

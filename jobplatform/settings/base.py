@@ -273,6 +273,12 @@ JOB_CANCEL_CHECK_SECONDS = float(env("JOB_CANCEL_CHECK_SECONDS", "0.5"))
 JOB_RESULT_MAX_STRING_CHARS = env_int("JOB_RESULT_MAX_STRING_CHARS", 4096)
 JOB_RESULT_MAX_BYTES = env_int("JOB_RESULT_MAX_BYTES", 256 * 1024)
 
+# --- PDF_EXTRACT_TEXT page budget -----------------------------------------------------------
+# A page over either fails the job with page_over_budget; the job's CPU limit still bounds
+# a single PDFium call, which cannot be interrupted.
+PDF_PAGE_CPU_SECONDS = float(env("PDF_PAGE_CPU_SECONDS", "10"))
+PDF_PAGE_MAX_CHARS = env_int("PDF_PAGE_MAX_CHARS", 1_000_000)
+
 # --- celery --------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = "django-db"

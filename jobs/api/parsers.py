@@ -10,6 +10,8 @@ from rest_framework import status
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import BaseParser, get_encoding
 
+from jobs.storable import text_problem
+
 MAX_DEPTH = 32
 
 
@@ -25,11 +27,10 @@ def _check(value, depth: int = 0) -> None:
     if depth > MAX_DEPTH:
         raise ParseError(f"JSON nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, str):
-        if "\x00" in value:
-            raise ParseError("JSON strings must not contain the NUL character (\\u0000)")
-        if not value.isascii() and not _utf8_encodable(value):
+        problem = text_problem(value, "a JSON string")
+        if problem:
             # A lone "\ud800" parses, but neither jsonb nor a UTF-8 response can hold it.
-            raise ParseError("JSON strings must not contain lone surrogates (\\ud800 to \\udfff)")
+            raise ParseError(f"{problem}, which is not accepted")
     elif isinstance(value, dict):
         for key, item in value.items():
             _check(key, depth + 1)
@@ -37,14 +38,6 @@ def _check(value, depth: int = 0) -> None:
     elif isinstance(value, list):
         for item in value:
             _check(item, depth + 1)
-
-
-def _utf8_encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _no_constant(name: str):

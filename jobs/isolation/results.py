@@ -17,41 +17,14 @@ from typing import Any
 
 from django.conf import settings
 
+from jobs.storable import unstorable_reason
 from processors.base import ProcessorError
 
 TRUNCATED = "…[truncated {n} characters]"
 
 
-def unstorable_reason(value: Any, path: str = "result") -> str | None:
-    """Where and why a value cannot be stored in the database, or None if it can."""
-    if isinstance(value, str):
-        return _text_problem(value, path)
-    if isinstance(value, dict):
-        for key, item in value.items():
-            reason = (_text_problem(key, f"{path} key {key[:40]!r}") if isinstance(key, str) else None) or \
-                unstorable_reason(item, f"{path}.{str(key)[:40]}")
-            if reason:
-                return reason
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            reason = unstorable_reason(item, f"{path}[{index}]")
-            if reason:
-                return reason
-    return None
-
-
-def _text_problem(text: str, where: str) -> str | None:
-    if "\x00" in text:
-        return f"{where} contains a NUL character (U+0000)"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return f"{where} contains a lone UTF-16 surrogate"
-    return None
-
-
 def check_storable(result: Any) -> None:
-    reason = unstorable_reason(result)
+    reason = unstorable_reason(result, "result")
     if reason:
         raise ProcessorError(f"The result cannot be stored: {reason}, which the database does not accept",
                              code="invalid_result")

@@ -21,6 +21,7 @@ from storage.keys import is_valid_key
 from ..errors import JobError
 from ..models import Job, JobEvent, JobState
 from ..state_machine import job_insert
+from ..storable import unstorable_reason
 from .queue import job_publish, queue_changes
 
 logger = logging.getLogger(__name__)
@@ -63,9 +64,9 @@ def job_create(*, owner: AbstractBaseUser, job_type: str, input_key: str, input_
         clean_params = processor.validate_params(params or {})
     except ProcessorError as exc:
         raise JobError(exc.message, code="invalid_params", details=exc.details) from None
-    if not _storable(clean_params):
-        raise JobError("params must not contain NUL characters or lone surrogates (PostgreSQL cannot store them)",
-                       code="invalid_params")
+    reason = unstorable_reason(clean_params, "params")
+    if reason:
+        raise JobError(f"{reason}, which PostgreSQL cannot store"[:300], code="invalid_params")
 
     info = _check_input(owner=owner, bucket=bucket, key=input_key)
     job = Job(owner=owner, job_type=job_type, params=clean_params, processor_version=processor.version,
@@ -86,25 +87,6 @@ def job_create(*, owner: AbstractBaseUser, job_type: str, input_key: str, input_
         return _same_request(existing, fingerprint)
     logger.info("job.created job_id=%s type=%s owner=%s size=%s", job.id, job_type, owner.pk, info.size)
     return CreateResult(job=job, created=True, events=[created, queued])
-
-
-def _storable(value: Any) -> bool:
-    """Whether jsonb can hold the value: no U+0000 and no lone surrogate in any string."""
-    if isinstance(value, str):
-        return "\x00" not in value and (value.isascii() or _utf8_encodable(value))
-    if isinstance(value, dict):
-        return all(_storable(k) and _storable(v) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return all(_storable(item) for item in value)
-    return True
-
-
-def _utf8_encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _fingerprint(job_type: str, bucket: str, key: str, params: Any) -> str:

@@ -13,6 +13,7 @@ from jobs.isolation import results
 from jobs.models import JobState
 from jobs.services.actions import job_cancel
 from jobs.services.create import job_create
+from jobs.storable import unstorable_reason
 from tests.conftest import wait_for_state, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -166,8 +167,8 @@ def test_a_bounded_result_has_no_long_string_and_fits_the_cap(value):
 @examples(max_examples=50, deadline=None)
 @given(value=json_values, bad=st.sampled_from(["\x00", "\ud800", "\udfff"]))
 def test_a_value_the_database_cannot_store_is_named_wherever_it_is(value, bad):
-    assert results.unstorable_reason(value) is None
-    assert results.unstorable_reason({"ok": value, "bad": [f"x{bad}y"]}) == (
+    assert unstorable_reason(value, "result") is None
+    assert unstorable_reason({"ok": value, "bad": [f"x{bad}y"]}, "result") == (
         "result.bad[0] contains " + ("a NUL character (U+0000)" if bad == "\x00" else "a lone UTF-16 surrogate"))
 
 

@@ -489,3 +489,48 @@ def test_invalid_utf8_deep_in_a_slice_names_its_offset_and_line():
         count(data)
     assert exc.value.details == {"offset": at, "line": 30_002}
     assert exc.value.message.startswith(f"Invalid utf-8 data at byte offset {at} (line 30002)")
+
+
+
+# --- a child that only counts rows ------------------------------------------------------
+
+HEAVY_ENGINES = ("pyarrow", "duckdb", "polars", "pypdfium2", "pypdf", "pandas")
+QUOTED_BLOCK = b'1,"quoted, field",2024-05-01,"multi\nline ""x"""\r\n'
+
+_COUNT_IN_A_FRESH_INTERPRETER = """
+import json, sys
+from processors import get_processor
+from processors.testing import MemoryContext
+block = bytes.fromhex(sys.argv[1])
+data = b"a,b,c,d\\r\\n" + block * (32 * 1024 * 1024 // len(block))
+result = get_processor("CSV_ROW_COUNT").run(MemoryContext(data, {}, job_type="CSV_ROW_COUNT"))
+status = open("/proc/self/status").read()
+peak_kib = int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1])
+engines = sorted({name.split(".")[0] for name in sys.modules} & set(sys.argv[2:]))
+print(json.dumps({"rows": result["rows"], "engines": engines, "peak_kib": peak_kib}))
+"""
+
+
+def test_counting_rows_loads_no_heavy_engine_and_stays_small():
+    """The processor child imports every processor; counting rows in it must not pull in a
+    columnar or PDF engine, whose pages would stay in every child that only counts rows."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", _COUNT_IN_A_FRESH_INTERPRETER, QUOTED_BLOCK.hex(), *HEAVY_ENGINES],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)},
+    )
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["rows"] == 32 * 1024 * 1024 // len(QUOTED_BLOCK)
+    assert report["engines"] == []
+    # The interpreter, numpy, the 32 MiB input it holds and the per-slice arrays.
+    assert report["peak_kib"] < 128 * 1024

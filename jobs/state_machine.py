@@ -22,6 +22,7 @@ from django.utils import timezone
 from .errors import TransitionRefused
 from .models import TERMINAL_STATES, Job, JobEvent, JobState
 from .notify import job_changed
+from .signals import job_moved
 
 logger = logging.getLogger(__name__)
 
@@ -133,10 +134,18 @@ def _compare_and_set(job: Job, *, to: str, changes: dict[str, Any] | None, claim
     return _moved(job, event)
 
 
-def _moved(job: Job, event: JobEvent) -> Job:
+def _moved(job: Job, event: JobEvent, *, earlier: list[JobEvent] = ()) -> Job:
     logger.info("job.transition job_id=%s from=%s to=%s attempt=%s actor=%s reason=%s",
                 job.id, event.from_state, event.to_state, job.attempts, event.actor, event.reason[:200])
-    transaction.on_commit(lambda: job_changed(job, event=event))
+
+    def committed() -> None:
+        job_changed(job, event=event)
+        for each in [*earlier, event]:
+            for receiver, error in job_moved.send_robust(sender=Job, job=job, event=each):
+                if error is not None:
+                    logger.error("job_moved receiver %r failed for job %s: %r", receiver, job.id, error)
+
+    transaction.on_commit(committed)
     return job
 
 
@@ -163,5 +172,5 @@ def job_insert(*, job: Job, actor: str, then: str | None = None, then_actor: str
     with transaction.atomic():
         job.save(force_insert=True)
         JobEvent.objects.bulk_create(events)
-    _moved(job, events[-1])
+    _moved(job, events[-1], earlier=events[:-1])
     return events

@@ -177,11 +177,27 @@ def supervise_server(name: str, server) -> Supervised:
     return Supervised(name, start, proc=server.proc, started_at=time.monotonic())
 
 
+# Stopped in this order, each group after the one before has exited: the web first (no new
+# jobs), then what schedules and sweeps, then the worker, whose warm shutdown finishes the
+# jobs it runs while the database, Redis and S3 are still up.
+STOP_ORDER = (("web",), ("beat", "sweeper"), ("worker",))
+
+
 def stop_all(processes: list[Supervised]) -> None:
-    running = [p.proc for p in processes if p.proc is not None and p.proc.poll() is None]
+    by_name = {p.name: p for p in processes}
+    later = [p.name for p in processes if not any(p.name in group for group in STOP_ORDER)]
+    for group in (*STOP_ORDER, tuple(later)):
+        stop_group([by_name[name].proc for name in group if name in by_name])
+
+
+def stop_group(procs: list[subprocess.Popen | None]) -> None:
+    running = [proc for proc in procs if proc is not None and proc.poll() is None]
     for proc in running:
+        # The main process only: a Celery worker stops its own pool. A SIGTERM to the whole
+        # group reaches the pool processes too, and one that exits under a live main process
+        # is reported as a lost worker (WorkerLostError).
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
+            proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT
     for proc in running:
         try:
@@ -209,6 +225,10 @@ def main() -> int:
         env = dict(os.environ)
         env.setdefault("DJANGO_DEBUG", "1")
         env.setdefault("DJANGO_SECRET_KEY", secret_key())
+        # The console shows job events, warnings and errors; LOG_LEVEL=DEBUG adds beat's
+        # schedule and the worker's line per task (a sweep every second).
+        debug = env.get("LOG_LEVEL", "").upper() == "DEBUG"
+        env.setdefault("MAINTENANCE_LOG_LEVEL", "DEBUG" if debug else "WARNING")
         env.update(stack.start(env, log=say))
         servers = [supervise_server(name, server)
                    for name, server in (("PostgreSQL", stack.postgres), ("Redis", stack.redis),
@@ -222,13 +242,17 @@ def main() -> int:
         logs = DATA / "logs"
         logs.mkdir(exist_ok=True)
         commands = {  # name: (command, settings)
+            # Uvicorn's own start and stop lines are left out: the URLs are printed below.
             "web": ([PY, "-m", "uvicorn", "jobplatform.asgi:application", "--host", host, "--port", str(port),
-                     "--no-access-log", "--timeout-graceful-shutdown", "5"], WEB_SETTINGS),
-            "worker": ([PY, "-m", "celery", "-A", "jobplatform", "worker", "-Q", "jobs,maintenance",
-                        "--concurrency", os.environ.get("WORKER_CONCURRENCY", "2"), "--loglevel", "INFO",
-                        "-n", "worker@%h"], WORKER_SETTINGS),
-            "beat": ([PY, "-m", "celery", "-A", "jobplatform", "beat", "--loglevel", "INFO",
-                      "-s", str(DATA / "celerybeat-schedule")], WORKER_SETTINGS),
+                     "--no-access-log", "--timeout-graceful-shutdown", "5",
+                     "--log-level", "debug" if debug else "warning"], WEB_SETTINGS),
+            # --quiet: no start-up banners; the log lines follow LOG_LEVEL.
+            "worker": ([PY, "-m", "celery", "-A", "jobplatform", "--quiet", "worker", "-Q", "jobs,maintenance",
+                        "--concurrency", os.environ.get("WORKER_CONCURRENCY", "2"),
+                        "--loglevel", "DEBUG" if debug else "INFO", "-n", "worker@%h"], WORKER_SETTINGS),
+            "beat": ([PY, "-m", "celery", "-A", "jobplatform", "--quiet", "beat",
+                      "--loglevel", "DEBUG" if debug else "INFO", "-s", str(DATA / "celerybeat-schedule")],
+                     WORKER_SETTINGS),
             # Recovery in a process of its own: it goes on while beat is down or the worker's
             # pool is busy with long jobs.
             "sweeper": ([PY, str(ROOT / "manage.py"), "sweep", "--loop"], WORKER_SETTINGS),
@@ -244,11 +268,11 @@ def main() -> int:
             children[-1].launch()
             say(f"started {name} (pid {children[-1].proc.pid})")
         say("")
-        say(f"web:    http://{host}:{port}/        (sign in: see above)")
+        say(f"web:    http://{host}:{port}/        (sign in as 'admin', password in {DATA / 'admin-password'})")
         say(f"admin:  http://{host}:{port}/admin/")
         say(f"api:    http://{host}:{port}/api/v1/   docs: http://{host}:{port}/api/v1/docs/")
         say(f"health: http://{host}:{port}/readyz")
-        say("Ctrl-C stops everything.")
+        say("job events, warnings and errors follow (LOG_LEVEL=DEBUG for everything); Ctrl-C stops everything.")
         while True:
             for process in servers + children:
                 process.check()

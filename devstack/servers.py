@@ -70,17 +70,18 @@ def write_private(path: Path, text: str) -> None:
     path.chmod(0o600)  # an older file may have been created wider
 
 
-def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None, name: str = "") -> None:
+def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None, name: str = "",
+                  host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"{name or 'server'} exited with code {proc.returncode} while starting")
         with socket.socket() as s:
             s.settimeout(0.5)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
+            if s.connect_ex((host, port)) == 0:
                 return
         time.sleep(0.1)
-    raise RuntimeError(f"{name or 'server'} did not listen on 127.0.0.1:{port} within {timeout:.0f}s")
+    raise RuntimeError(f"{name or 'server'} did not listen on {host}:{port} within {timeout:.0f}s")
 
 
 def _stop(proc: subprocess.Popen | None, timeout: float = 15, sig: int = signal.SIGTERM) -> None:
@@ -154,10 +155,11 @@ class PostgresServer:
     durable: bool = True
     proc: subprocess.Popen | None = None
     password: str = ""
+    host: str = "127.0.0.1"  # the address it listens on (another one, in a network namespace, stands for a host)
 
     @property
     def url(self) -> str:
-        return f"postgres://postgres:{self.password}@127.0.0.1:{self.port}/jobplatform"
+        return f"postgres://postgres:{self.password}@{self.host}:{self.port}/jobplatform"
 
     @property
     def password_file(self) -> Path:
@@ -178,7 +180,7 @@ class PostgresServer:
             subprocess.run([str(_pg_bin() / "initdb"), "-D", str(pgdata), "-U", "postgres",
                             "--auth=trust", "--encoding=UTF8", "--no-instructions"],
                            check=True, capture_output=True, **run_as)
-        args = [str(_pg_bin() / "postgres"), "-D", str(pgdata), "-p", str(self.port), "-h", "127.0.0.1",
+        args = [str(_pg_bin() / "postgres"), "-D", str(pgdata), "-p", str(self.port), "-h", self.host,
                 "-k", str(self.data_dir), "-c", "max_connections=200"]
         if not self.durable:
             # Test databases are thrown away: skip the fsyncs that make them slow.
@@ -192,7 +194,7 @@ class PostgresServer:
         # On the launcher's death: SIGINT is postgres' "fast" shutdown, which does not wait
         # for clients to disconnect first (SIGTERM would).
         self.proc = _spawn(args, log, death_signal=signal.SIGINT, **run_as)
-        wait_for_port(self.port, 60, self.proc, "postgres")
+        wait_for_port(self.port, 60, self.proc, "postgres", self.host)
         self._create_database()
 
     def _clear_stale_lock(self, pgdata: Path, run_as: dict) -> None:
@@ -237,7 +239,9 @@ class PostgresServer:
         hba.write_text("# Written by devstack on every start: the password is required everywhere.\n"
                        "local all all scram-sha-256\n"
                        "host  all all 127.0.0.1/32 scram-sha-256\n"
-                       "host  all all ::1/128 scram-sha-256\n")
+                       "host  all all ::1/128 scram-sha-256\n"
+                       # Listening on another address: clients on its subnet, with the password too.
+                       + ("host  all all samenet scram-sha-256\n" if self.host != "127.0.0.1" else ""))
         if run_as:
             os.chown(hba, run_as["user"], run_as["group"])
         statement = f"ALTER ROLE postgres PASSWORD '{self.password}';\n"  # hex: nothing to escape
@@ -253,7 +257,7 @@ class PostgresServer:
         deadline = time.monotonic() + 30
         while True:
             try:
-                conn = psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
+                conn = psycopg.connect(host=self.host, port=self.port, user="postgres", dbname="postgres",
                                        password=self.password, autocommit=True)
                 break
             except psycopg.OperationalError:
@@ -293,10 +297,11 @@ class RedisServer:
     durable: bool = True
     proc: subprocess.Popen | None = None
     password: str = ""
+    host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+        return f"redis://:{self.password}@{self.host}:{self.port}/0"
 
     def start(self, *, empty: bool = False) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -310,11 +315,11 @@ class RedisServer:
         # local user could read it in the process list.
         config = self.data_dir / "redis.conf"
         write_private(config, f"requirepass {self.password}\n")
-        args = [redis_server_binary(), str(config), "--port", str(self.port), "--bind", "127.0.0.1",
+        args = [redis_server_binary(), str(config), "--port", str(self.port), "--bind", self.host,
                 "--dir", str(self.data_dir), "--daemonize", "no", "--protected-mode", "yes"]
         args += ["--appendonly", "yes", "--save", "60 1"] if self.durable else ["--appendonly", "no", "--save", ""]
         self.proc = _spawn(args, self.data_dir / "redis.log")
-        wait_for_port(self.port, 30, self.proc, "redis-server")
+        wait_for_port(self.port, 30, self.proc, "redis-server", self.host)
 
     def stop(self) -> None:
         _stop(self.proc)
@@ -330,10 +335,11 @@ class S3Server:
     port: int = 0
     ports: dict = field(default_factory=dict)
     proc: subprocess.Popen | None = None
+    host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -349,7 +355,7 @@ class S3Server:
         }]}))
         self._write_security_config()
         # Iceberg and Lance endpoints are off: they take fixed ports that two servers would share.
-        args = [str(VENV_BIN / "weed"), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.data_dir}",
+        args = [str(VENV_BIN / "weed"), "server", f"-ip={self.host}", f"-ip.bind={self.host}", f"-dir={self.data_dir}",
                 "-filer", "-s3", f"-s3.config={config}", "-s3.port.iceberg=0", "-s3.port.lance=0",
                 # A fixed slot count: with -volume.max=0 weed sizes it as free disk / volume size,
                 # and on a few GiB free the first bucket's growth (7 volumes) takes every slot, so
@@ -364,7 +370,7 @@ class S3Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("WEED_")}
         self.proc = _spawn(args, self.data_dir / "weed.log", death_signal=signal.SIGKILL, cwd=self.data_dir,
                            env=env)
-        wait_for_port(self.port, 60, self.proc, "SeaweedFS S3")
+        wait_for_port(self.port, 60, self.proc, "SeaweedFS S3", self.host)
         self._wait_ready()
 
     def _write_security_config(self) -> None:
@@ -381,7 +387,7 @@ class S3Server:
                     "jwt.filer_signing": keys["filer_write"], "jwt.filer_signing.read": keys["filer_read"]}
         text = "".join(f'[{section}]\nkey = "{key}"\nexpires_after_seconds = 10\n\n'
                        for section, key in sections.items())
-        tls = make_grpc_certificates(self.data_dir / "tls")
+        tls = make_grpc_certificates(self.data_dir / "tls", self.host)
         text += f'[grpc]\nca = "{tls["ca"]}"\n\n'
         for component in ("master", "volume", "filer", "s3", "client"):
             text += f'[grpc.{component}]\ncert = "{tls["cert"]}"\nkey = "{tls["key"]}"\n\n'
@@ -429,8 +435,8 @@ class S3Server:
         _stop(self.proc, timeout=3)
 
 
-def make_grpc_certificates(directory: Path) -> dict[str, Path]:
-    """A certificate authority and one certificate (server and client, for 127.0.0.1) signed
+def make_grpc_certificates(directory: Path, host: str = "127.0.0.1") -> dict[str, Path]:
+    """A certificate authority and one certificate (server and client, for 127.0.0.1 and host) signed
     by it, for SeaweedFS's mutual TLS. The authority's key signs once and is not kept, so
     no other certificate can ever be made for this data directory."""
     paths = {"ca": directory / "ca.crt", "cert": directory / "node.crt", "key": directory / "node.key"}
@@ -463,7 +469,8 @@ def make_grpc_certificates(directory: Path) -> dict[str, Path]:
     node = certificate(
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]), node_key, ca_key,
         [(x509.BasicConstraints(ca=False, path_length=None), True),
-         (x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+         (x509.SubjectAlternativeName([*(x509.IPAddress(ipaddress.ip_address(ip))
+                                         for ip in dict.fromkeys(("127.0.0.1", host))),
                                        x509.DNSName("localhost")]), False),
          (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), False)])
     write_private(paths["key"], node_key.private_bytes(

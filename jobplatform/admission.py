@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
@@ -30,6 +29,7 @@ from django.utils.html import escape
 from django.utils.module_loading import import_string
 
 from jobs.api.errors import error_body
+from jobs.api.rendering import render_json
 
 # Django's middleware that only add headers to a response; their process_response is asked
 # for the headers, so a change to their settings (or removing one) shows here too.
@@ -100,7 +100,7 @@ async def refuse_too_large(scope: dict, send, limit: int, size: int | None) -> N
 async def refuse(scope: dict, send, status: int, code: str, title: str, message: str, details: dict) -> None:
     """The API's JSON error under /api/, a small page elsewhere; the connection closes."""
     if scope["path"].startswith(API_PREFIX):
-        payload = json.dumps(error_body(code, message, details)).encode()
+        payload = render_json(error_body(code, message, details))
         content_type = b"application/json"
     else:
         payload = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"

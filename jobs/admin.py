@@ -7,8 +7,13 @@ time. Nothing here can be added by hand either: jobs come from the job factory.
 
 from __future__ import annotations
 
+import re
+import uuid
+from datetime import timedelta
+
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.contrib.auth import get_user_model
+from django.db.models import F, Q, QuerySet, Value
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -18,9 +23,22 @@ from django_celery_results.models import TaskResult
 import storage
 from jobs.errors import JobError
 from jobs.models import DeadLetter, Job, JobEvent, JobState
-from jobs.services.actions import dead_letter_replay, job_cancel, job_download_url, job_retry
+from jobs.paging import EstimatedCountPaginator
+from jobs.services.actions import (
+    PERMANENT_FAILURES,
+    dead_letter_replay,
+    job_cancel,
+    job_download_url,
+    job_retry,
+    job_retry_refusal,
+)
+from processors import all_processors
 
 LINK_EXPIRY = 3600
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# A search shorter than a trigram cannot use the file-name index, so it matches ids only.
+MIN_TEXT_SEARCH = 3
+HEX_PREFIX = re.compile(r"[0-9a-f-]{4,36}")
 
 
 def _actor(request: HttpRequest) -> str:
@@ -35,7 +53,42 @@ def _presigned_link(job: Job, which: str, output: str | None = None, label: str 
     return format_html('<a href="{}" rel="noreferrer">{}</a>', url, label or output or which)
 
 
+def _when(value) -> str:
+    return value.strftime(TIME_FORMAT) if value else "-"
+
+
+def is_uuid(term: str) -> bool:
+    try:
+        uuid.UUID(term)
+    except ValueError:
+        return False
+    return True
+
+
+def id_search(field: str, term: str) -> Q | None:
+    """A whole id, or its first characters (4 or more), as one range of the primary-key index."""
+    try:
+        return Q(**{field: uuid.UUID(term)})
+    except ValueError:
+        pass
+    digits = term.lower().replace("-", "")
+    if not HEX_PREFIX.fullmatch(term.lower()) or len(digits) < 4 or len(digits) > 32:
+        return None
+    return Q(**{f"{field}__gte": uuid.UUID(digits.ljust(32, "0")), f"{field}__lte": uuid.UUID(digits.ljust(32, "f"))})
+
+
+def owner_ids(username: str) -> list[int]:
+    """Users by exact username (its unique index), read first so the job query stays one index each."""
+    return list(get_user_model().objects.filter(username=username).values_list("pk", flat=True))
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
+    # No count(*) over the whole table on each page: exact up to a bound, then estimated.
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    # Rendering the rows is most of a page's time; 50 fit a screen or two.
+    list_per_page = 50
+
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
@@ -62,13 +115,52 @@ class JobEventInline(admin.TabularInline):
         return False
 
 
+class JobTypeFilter(admin.SimpleListFilter):
+    """The registered job types; Django's default would read DISTINCT job_type over every row."""
+
+    title = "job type"
+    parameter_name = "job_type"
+    field = "job_type"
+
+    def lookups(self, request, model_admin):
+        return [(p.job_type, p.job_type) for p in all_processors()]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(**{self.field: self.value()}) if self.value() else queryset
+
+
+class DeadLetterJobTypeFilter(JobTypeFilter):
+    parameter_name = "job__job_type"
+    field = "job__job_type"
+
+
+PERMANENT_CODES = sorted(set().union(*PERMANENT_FAILURES.values()))
+
+
+class RetryFilter(admin.SimpleListFilter):
+    """FAILED jobs split by whether a retry can help (jobs.services.actions.PERMANENT_FAILURES)."""
+
+    title = "retry"
+    parameter_name = "retry"
+
+    def lookups(self, request, model_admin):
+        return [("helps", "FAILED, a retry may help"), ("useless", "FAILED, a retry cannot help")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "helps":
+            return queryset.filter(state=JobState.FAILED).exclude(error_code__in=PERMANENT_CODES)
+        if self.value() == "useless":
+            return queryset.filter(state=JobState.FAILED, error_code__in=PERMANENT_CODES)
+        return queryset
+
+
 class JobActions:
     """Retry, cancel and replay through the services, with one message per job."""
 
-    @admin.action(description="Retry selected FAILED/DEAD jobs")
+    @admin.action(description="Retry selected FAILED/DEAD jobs where a retry can help")
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         for job in queryset:
-            try:
+            try:  # refused, with the reason, where a retry cannot help (job_retry_refusal)
                 job = job_retry(job=job, actor=_actor(request))
             except JobError as exc:
                 self.message_user(request, f"{job.id}: not retried: {exc.message}", messages.WARNING)
@@ -108,10 +200,13 @@ def _replay(model_admin: admin.ModelAdmin, request: HttpRequest, letter: DeadLet
 
 @admin.register(Job)
 class JobAdmin(JobActions, ReadOnlyAdmin):
-    list_display = ("id", "job_type", "state", "owner", "attempts", "progress", "created_at", "finished_at")
-    list_filter = ("state", "job_type", ("owner", admin.RelatedOnlyFieldListFilter), "created_at")
-    search_fields = ("id", "input_key", "input_name", "owner__username", "idempotency_key")
-    date_hierarchy = "created_at"
+    list_display = ("file_name", "short_id", "owner", "job_type", "state", "attempts_of", "progress", "created",
+                    "finished")
+    list_display_links = ("file_name",)
+    # Each filter is a fixed list: none reads the table to find its choices.
+    list_filter = ("state", JobTypeFilter, RetryFilter, "created_at")
+    search_fields = ("id", "input_name", "owner__username")  # matched by get_search_results
+    search_help_text = "A job id (whole, or its first 4+ characters), part of a file name, or an exact username."
     list_select_related = ("owner",)
     actions = ("retry_jobs", "cancel_jobs", "replay_jobs")
     inlines = (JobEventInline,)
@@ -120,11 +215,55 @@ class JobAdmin(JobActions, ReadOnlyAdmin):
                            "attempts", "max_attempts", "worker_deaths", "cancel_requested")}),
         ("Input and results", {"fields": ("input_name", "input_bucket", "input_key", "input_size", "input_etag",
                                           "input_link", "result_links", "result", "error_code",
-                                          "error_message", "dead_letter_link")}),
+                                          "error_message", "retry_advice", "dead_letter_link")}),
         ("Execution", {"fields": ("worker", "claim_token", "heartbeat_at", "lease_expires_at", "next_attempt_at",
                                   "publish_count", "celery_task_id", "task_results", "idempotency_key")}),
         ("Times", {"fields": ("created_at", "queued_at", "started_at", "finished_at", "updated_at")}),
     )
+
+    def get_ordering(self, request):
+        term = request.GET.get("q", "").strip()
+        if len(term) >= MIN_TEXT_SEARCH and not is_uuid(term):
+            # Newest first by an expression no index serves: the planner then reads the
+            # trigram index's matches and sorts them, instead of walking the created_at index
+            # across all history in the hope of meeting matches early.
+            return [(F("created_at") + Value(timedelta(0))).desc()]
+        return super().get_ordering(request)
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        match = id_search("id", term) or Q(pk__in=[])
+        if len(term) >= MIN_TEXT_SEARCH:
+            match |= Q(input_name__icontains=term) | Q(owner_id__in=owner_ids(term))
+        return queryset.filter(match), False
+
+    @admin.display(description="file", ordering="input_name")
+    def file_name(self, job: Job) -> str:
+        return job.input_name or "(unnamed)"
+
+    @admin.display(description="id")
+    def short_id(self, job: Job) -> str:
+        return format_html('<code title="{}">{}</code>', job.id, str(job.id)[:8])
+
+    @admin.display(description="attempts", ordering="attempts")
+    def attempts_of(self, job: Job) -> str:
+        return f"{job.attempts}/{job.max_attempts}"
+
+    @admin.display(description="created (UTC)", ordering="created_at")
+    def created(self, job: Job) -> str:
+        return _when(job.created_at)
+
+    @admin.display(description="finished (UTC)", ordering="finished_at")
+    def finished(self, job: Job) -> str:
+        return _when(job.finished_at)
+
+    @admin.display(description="retry")
+    def retry_advice(self, job: Job) -> str:
+        if job.state not in (JobState.FAILED, JobState.DEAD):
+            return "-"
+        return job_retry_refusal(job=job) or "a retry may help (the Retry action queues it)"
 
     @admin.display(description="progress")
     def progress(self, job: Job) -> str:
@@ -170,20 +309,35 @@ class JobAdmin(JobActions, ReadOnlyAdmin):
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(ReadOnlyAdmin):
-    list_display = ("job_link", "job_type", "owner", "short_reason", "attempts", "died_at", "replayed_at",
-                    "replay_count", "pending")
-    list_filter = ("died_at", "replayed_at", "job__job_type", "job__state")
-    search_fields = ("job__id", "reason", "job__owner__username")
+    # Short columns, so the list fits 1280 px: the whole reason and id are on the letter's page.
+    list_display = ("job_link", "job_type", "owner", "short_reason", "attempts", "died", "replay_count", "pending")
+    list_filter = ("died_at", "replayed_at", DeadLetterJobTypeFilter, "job__state")
+    search_fields = ("job__id", "reason", "job__owner__username")  # matched by get_search_results
+    search_help_text = "A job id (whole, or its first 4+ characters), part of the reason, or an exact username."
     list_select_related = ("job", "job__owner")
     actions = ("replay",)
     fields = ("job_link", "job_type", "owner", "job_state", "reason", "traceback_pre", "attempts", "died_at",
               "replayed_at", "replay_count", "pending")
     readonly_fields = fields
 
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        match = id_search("job_id", term) or Q(pk__in=[])
+        if len(term) >= MIN_TEXT_SEARCH:
+            # Dead letters are few (DEAD_LETTER_RETENTION_DAYS bounds them): the reason is scanned.
+            match |= Q(reason__icontains=term) | Q(job__owner_id__in=owner_ids(term))
+        return queryset.filter(match), False
+
     @admin.display(description="job")
     def job_link(self, letter: DeadLetter) -> str:
-        return format_html('<a href="{}">{}</a>', reverse("admin:jobs_job_change", args=[letter.job_id]),
-                           letter.job_id)
+        return format_html('<a href="{}" title="{}">{}</a>', reverse("admin:jobs_job_change", args=[letter.job_id]),
+                           letter.job_id, letter.job.input_name or str(letter.job_id)[:8])
+
+    @admin.display(description="died (UTC)", ordering="died_at")
+    def died(self, letter: DeadLetter) -> str:
+        return _when(letter.died_at)
 
     @admin.display(description="type")
     def job_type(self, letter: DeadLetter) -> str:
@@ -199,7 +353,8 @@ class DeadLetterAdmin(ReadOnlyAdmin):
 
     @admin.display(description="reason")
     def short_reason(self, letter: DeadLetter) -> str:
-        return letter.reason if len(letter.reason) <= 120 else letter.reason[:117] + "..."
+        short = letter.reason if len(letter.reason) <= 80 else letter.reason[:77] + "..."
+        return format_html('<span title="{}">{}</span>', letter.reason, short)
 
     @admin.display(description="traceback")
     def traceback_pre(self, letter: DeadLetter) -> str:

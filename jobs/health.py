@@ -1,4 +1,6 @@
-"""/healthz (the process is up) and /readyz (database, Redis and both buckets answer).
+"""/healthz (the process is up) and /readyz (database, Redis, the broker and both buckets answer).
+
+The broker is checked on its own when it is not the Redis of REDIS_URL (RabbitMQ).
 
 /readyz answers within READYZ_TIMEOUT seconds whatever the dependencies do: each check runs
 on a thread of its own, all at once, and a check that has not returned by then is reported
@@ -19,6 +21,7 @@ import redis
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
+from kombu import Connection
 
 import storage
 
@@ -46,6 +49,13 @@ def _redis(timeout: float) -> None:
         client.ping()
     finally:
         client.close()
+
+
+def _broker(timeout: float) -> None:
+    """A connection (credentials and vhost accepted) and a channel; one try, no retry pause."""
+    with Connection(settings.CELERY_BROKER_URL, connect_timeout=timeout) as broker:
+        broker.ensure_connection(max_retries=0)
+        broker.default_channel  # noqa: B018  (opening a channel is the check)
 
 
 def _probe_key() -> str:
@@ -76,9 +86,11 @@ def _bucket(bucket: str) -> Callable[[float], None]:
 
 
 def checks() -> dict[str, Callable[[float], None]]:
+    broker = {"broker": _broker} if settings.CELERY_BROKER_URL != settings.REDIS_URL else {}
     return {
         "database": _database,
         "redis": _redis,
+        **broker,
         f"storage:{storage.input_bucket()}": _bucket(storage.input_bucket()),
         f"storage:{storage.output_bucket()}": _bucket(storage.output_bucket()),
     }
@@ -107,6 +119,12 @@ _running_lock = threading.Lock()
 
 
 def readyz(request):
+    body = readiness()
+    return JsonResponse(body, status=200 if not body["failed"] else 503)
+
+
+def readiness() -> dict:
+    """Runs every check at once (at most one run of each at a time); answers within READYZ_TIMEOUT."""
     timeout = settings.READYZ_TIMEOUT
     deadline = time.monotonic() + timeout
     runs: dict[str, _Run] = {}
@@ -129,5 +147,4 @@ def readyz(request):
         results[name] = result
         if not result["ok"]:
             failed.append(name)
-    body = {"status": "ok" if not failed else "unavailable", "failed": failed, "checks": results}
-    return JsonResponse(body, status=200 if not failed else 503)
+    return {"status": "ok" if not failed else "unavailable", "failed": failed, "checks": results}

@@ -32,6 +32,7 @@ from celery.worker import state as worker_state
 from django.conf import settings
 from django.db import connection
 
+from . import metrics
 from .services.worker import job_hand_back, job_lease_give_up
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ def _pool_process_lost(sender=None, args=None, exception=None, **_) -> None:
         return
     if not isinstance(exception, WorkerLostError | TimeLimitExceeded):
         return
+    metrics.pool_process_lost_recorded(cause="time_limit" if isinstance(exception, TimeLimitExceeded) else "lost")
     worker = getattr(sender.request, "hostname", None) or hostname
     # Off the main process's event loop: a database that is away must not stall the consumer.
     threading.Thread(target=_after_pool_process_lost, args=(str(args[0]), worker, exception),

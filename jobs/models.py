@@ -6,7 +6,9 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex, HashIndex, OpClass
 from django.db import models
+from django.db.models.functions import Upper
 from django.utils import timezone
 
 
@@ -66,6 +68,9 @@ class Job(models.Model):
     # NULL, not "", for "no key": the unique constraint must ignore jobs without one.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     request_fingerprint = models.CharField(max_length=64, blank=True)
+    # Where the job's terminal state is delivered as a signed webhook (webhooks app); checked
+    # against jobplatform.destinations at creation and again at delivery.
+    callback_url = models.URLField(max_length=2048, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -80,9 +85,20 @@ class Job(models.Model):
                                     condition=models.Q(idempotency_key__isnull=False),
                                     name="job_idempotency_key_unique_per_owner"),
         ]
+        # Each serves a query that would otherwise read every row (docs/operations.md#indexes).
         indexes = [
             models.Index(fields=["state", "lease_expires_at"], name="job_state_lease"),
             models.Index(fields=["owner", "-created_at"], name="job_owner_created"),
+            # The job list filtered by state or type, and the live pages' unfinished jobs.
+            models.Index(fields=["owner", "state", "-created_at"], name="job_owner_state_created"),
+            models.Index(fields=["owner", "job_type", "-created_at"], name="job_owner_type_created"),
+            # Retention and the live pages' recently finished jobs; unfinished rows stay out of it.
+            models.Index(fields=["finished_at"], condition=models.Q(state__in=sorted(TERMINAL_STATES)),
+                         name="job_finished"),
+            # Whether another job still reads an input: equality only, and keys are long.
+            HashIndex(fields=["input_key"], name="job_input_key"),
+            # Admin search by file name: icontains compares UPPER(input_name).
+            GinIndex(OpClass(Upper("input_name"), name="gin_trgm_ops"), name="job_input_name_trgm"),
         ]
 
     def __str__(self) -> str:
@@ -143,6 +159,7 @@ class DeadLetter(models.Model):
 
     class Meta:
         ordering = ["-died_at"]
+        indexes = [models.Index(fields=["-died_at"], name="deadletter_died")]
 
     def __str__(self) -> str:
         return f"dead letter for {self.job_id}"

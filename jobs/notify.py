@@ -14,8 +14,9 @@ import threading
 
 from channels.layers import get_channel_layer
 from django.urls import reverse
-from prometheus_client import REGISTRY, Counter
+from prometheus_client import REGISTRY
 
+from . import metrics
 from .models import Job, JobEvent, JobState
 
 logger = logging.getLogger(__name__)
@@ -54,10 +55,6 @@ def job_payload(job: Job, event: JobEvent | None = None) -> dict:
         payload["event"] = {"from": event.from_state, "to": event.to_state, "reason": event.reason,
                             "actor": event.actor, "at": event.created_at.isoformat()}
     return payload
-
-
-_failures = Counter("jobplatform_notify_publish_failures",
-                    "Live notifications the channel layer could not publish (logged as notify.failed).")
 
 
 def publish_failures() -> int:
@@ -102,7 +99,7 @@ class _Sender:
                     for group in groups:
                         await layer.group_send(group, message)
             except Exception:  # a notification must never fail the state change it reports
-                _failures.inc()
+                metrics.notify_publish_failures.inc()
                 logger.warning("notify.failed groups=%s", groups, exc_info=True)
             if self.queue.empty():
                 self.idle.set()

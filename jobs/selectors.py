@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from .errors import JobError
 from .models import TERMINAL_STATES, DeadLetter, Job, JobState
+
+ACTIVE_STATES = sorted(set(JobState.values) - TERMINAL_STATES)
 
 
 def job_list(*, user, state: str | None = None, job_type: str | None = None,
@@ -25,7 +27,8 @@ def job_list(*, user, state: str | None = None, job_type: str | None = None,
         qs = qs.filter(created_at__gte=created_after)
     if created_before:
         qs = qs.filter(created_at__lt=created_before)
-    return qs.order_by("-created_at")
+    # The order of the (owner, ..., -created_at) indexes; the id makes it total.
+    return qs.order_by("-created_at", "-id")
 
 
 def job_get(*, user, job_id: uuid.UUID | str, allow_staff: bool = False) -> Job:
@@ -45,18 +48,23 @@ def dead_letter_list(*, pending_only: bool = False) -> QuerySet[DeadLetter]:
     qs = DeadLetter.objects.select_related("job", "job__owner")
     if pending_only:
         qs = qs.filter(job__state=JobState.DEAD)
-    return qs.order_by("-died_at")
+    return qs.order_by("-died_at", "-id")
 
 
 def job_list_live(*, user, recent_seconds: int = 600, limit: int = 100) -> list[Job]:
     """What a reconnecting page must catch up on: the user's unfinished jobs and those that
     finished in the last `recent_seconds` (a final state reached while it was away)."""
     since = timezone.now() - timedelta(seconds=recent_seconds)
-    qs = Job.objects.filter(owner=user).filter(~Q(state__in=TERMINAL_STATES) | Q(updated_at__gte=since))
-    return list(qs.order_by("-created_at")[:limit])
+    # Two reads, each one index range (unfinished: job_owner_state_created; recently finished:
+    # job_finished), where one OR over the owner's rows would read all of their history.
+    mine = Job.objects.filter(owner=user).order_by("-created_at", "-id")
+    unfinished = list(mine.filter(state__in=ACTIVE_STATES)[:limit])
+    finished = list(mine.filter(state__in=sorted(TERMINAL_STATES), finished_at__gte=since)[:limit])
+    jobs = sorted(unfinished + finished, key=lambda job: (job.created_at, job.id), reverse=True)
+    return jobs[:limit]
 
 
-def jobs_finished_before(*, cutoff: datetime) -> QuerySet[Job]:
-    """Terminal jobs that finished (or, for rows without finished_at, last changed) before cutoff."""
-    old = Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, updated_at__lt=cutoff)
-    return Job.objects.filter(old, state__in=TERMINAL_STATES).order_by("created_at")
+def jobs_finished_before(*, cutoff: datetime, states=TERMINAL_STATES) -> QuerySet[Job]:
+    """Jobs in `states` (terminal ones) that finished before cutoff, oldest first: one range of
+    the job_finished index. Every move to a terminal state sets finished_at."""
+    return Job.objects.filter(state__in=sorted(states), finished_at__lt=cutoff).order_by("finished_at")

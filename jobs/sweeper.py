@@ -25,6 +25,7 @@ from django.db import connection
 from django.db.models import F, Q
 from django.utils import timezone
 
+from . import metrics
 from .errors import TransitionRefused
 from .models import Job, JobState, stalled_before
 from .services.execution import job_kill
@@ -61,22 +62,26 @@ def sweep() -> dict[str, int]:
     db_started = database_started_at()
     # For one lease after a database restart, live workers get the time to heartbeat again.
     leases_due = db_started is None or now - db_started >= timedelta(seconds=settings.JOB_LEASE_SECONDS)
-    for job in Job.objects.filter(state=S.PROCESSING, lease_expires_at__lt=now)[:BATCH if leases_due else 0]:
+    # Each query names its order (or none): the model's default, -created_at, would have the
+    # planner walk the created_at index over all history looking for a handful of rows.
+    for job in (Job.objects.filter(state=S.PROCESSING, lease_expires_at__lt=now)
+                .order_by("lease_expires_at")[:BATCH if leases_due else 0]):
         outcome = lease_expired(job=job, now=now, db_started=db_started)
         if outcome:
             counts[outcome] += 1
 
     # The same pause after a database restart: progress writes failed while it was away.
-    for job in Job.objects.filter(state=S.PROCESSING, updated_at__lt=stalled_before(now))[:BATCH if leases_due else 0]:
+    for job in (Job.objects.filter(state=S.PROCESSING, updated_at__lt=stalled_before(now))
+                .order_by()[:BATCH if leases_due else 0]):
         outcome = stalled(job=job, now=now)
         if outcome:
             counts[outcome] += 1
 
-    for job in Job.objects.filter(state=S.RETRYING, next_attempt_at__lt=now - retry_grace())[:BATCH]:
+    for job in Job.objects.filter(state=S.RETRYING, next_attempt_at__lt=now - retry_grace()).order_by()[:BATCH]:
         if retry_overdue(job=job, now=now):
             counts["overdue_retries"] += 1
 
-    for job in Job.objects.filter(state=S.CREATED, created_at__lt=stuck)[:BATCH]:
+    for job in Job.objects.filter(state=S.CREATED, created_at__lt=stuck).order_by()[:BATCH]:
         if job_enqueue(job_id=job.id, expected=(S.CREATED,), reason="never queued", actor=ACTOR, current=job):
             counts["stuck_created"] += 1
 
@@ -84,6 +89,7 @@ def sweep() -> dict[str, int]:
 
     if any(counts.values()):
         logger.info("sweep %s", " ".join(f"{k}={v}" for k, v in counts.items()))
+        metrics.sweep_recorded(counts)
     return counts
 
 
@@ -116,13 +122,17 @@ def lease_expired(*, job: Job, now: datetime, db_started: datetime | None = None
             why = "poison pill: it killed its worker" if pill else "attempts exhausted"
             job_kill(job_id=job.id, expected=S.PROCESSING, actor=ACTOR, reason=f"{why} ({reason})",
                      code="poison_pill" if pill else "attempts_exhausted", **seen)
-            return "poison_pills"
-        if job_enqueue(job_id=job.id, expected=(S.PROCESSING,), reason=reason, actor=ACTOR,
-                       changes={"worker_deaths": deaths, "claim_token": None, "lease_expires_at": None}, **seen):
-            return "expired_leases"
+            outcome = "poison_pills"
+        elif job_enqueue(job_id=job.id, expected=(S.PROCESSING,), reason=reason, actor=ACTOR,
+                         changes={"worker_deaths": deaths, "claim_token": None, "lease_expires_at": None}, **seen):
+            outcome = "expired_leases"
+        else:
+            return None
     except TransitionRefused:
-        pass  # it moved on while we looked
-    return None
+        return None  # it moved on while we looked
+    if not restart:
+        metrics.worker_death_recorded(job_type=job.job_type)
+    return outcome
 
 
 def stalled(*, job: Job, now: datetime) -> str | None:

@@ -23,7 +23,7 @@ import storage
 
 from . import lifecycle, runner, sweeper  # noqa: F401  (lifecycle: the worker's signal handlers)
 from .isolation.sandbox import pool as isolation_pool
-from .services.maintenance import uploads_abort_abandoned
+from .services.maintenance import retention_prune, uploads_abort_abandoned
 
 logger = logging.getLogger(__name__)
 
@@ -97,3 +97,12 @@ def sweep() -> dict:
 def abort_abandoned_uploads() -> dict:
     outcome = uploads_abort_abandoned()
     return {"aborted": outcome.aborted, "sessions": outcome.sessions, "errors": len(outcome.errors)}
+
+
+# The budget ends the run before the soft limit; the next hourly run goes on where it stopped.
+@shared_task(name="jobs.prune", acks_late=True, ignore_result=True,
+             soft_time_limit=settings.PRUNE_MAX_SECONDS + 120, time_limit=settings.PRUNE_MAX_SECONDS + 180)
+def prune() -> dict:
+    report = retention_prune()
+    return {"jobs": report.jobs, "objects": report.objects, "dead_letters": report.dead_letters,
+            "task_results": report.task_results, "errors": len(report.errors), "finished": report.finished}

@@ -36,6 +36,7 @@ __all__ = [
     "check",
     "content_disposition",
     "delete",
+    "delete_many",
     "delete_prefix",
     "ensure_buckets",
     "head",
@@ -121,6 +122,11 @@ def read_bytes(bucket: str, key: str, max_bytes: int) -> bytes:
 
 def delete(bucket: str, key: str) -> None:
     backend().delete(bucket, key)
+
+
+def delete_many(bucket: str, keys: list[str]) -> None:
+    """Deletes the keys in bulk (S3 DeleteObjects); keys already gone are no error."""
+    backend().delete_many(bucket, keys)
 
 
 def delete_prefix(bucket: str, prefix: str) -> int:

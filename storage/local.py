@@ -98,6 +98,11 @@ def list_keys(bucket: str, prefix: str = "") -> list[str]:
     return sorted(k for k in keys if k.startswith(prefix))
 
 
+def delete_many(bucket: str, keys: list[str]) -> None:
+    for key in keys:
+        delete(bucket, key)
+
+
 def delete_prefix(bucket: str, prefix: str) -> int:
     keys = list_keys(bucket, prefix)
     for key in keys:

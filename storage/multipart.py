@@ -9,10 +9,10 @@ from __future__ import annotations
 from django.conf import settings
 
 from . import presign
-from .boto import client, errors
+from .boto import client, errors, public_client
 from .errors import StorageError
 
-__all__ = ["abort", "complete", "create", "list_open", "part_length", "sign_part"]
+__all__ = ["abort", "complete", "create", "list_open", "list_parts", "part_length", "sign_part"]
 
 
 def _require_s3() -> None:
@@ -33,13 +33,42 @@ def part_length(size: int, part_size: int, part_number: int) -> int:
 
 
 def sign_part(bucket: str, key: str, upload_id: str, part_number: int, *, expires: int,
-              content_length: int | None = None) -> str:
+              content_length: int | None = None, checksum_sha256: str | None = None) -> str:
     """A URL the client PUTs one part's bytes to; the response's ETag header names the part.
 
     With content_length the URL signs it, so the store refuses a PUT of any other length
-    (403 SignatureDoesNotMatch) instead of storing more than the part was declared to hold."""
+    (403 SignatureDoesNotMatch) instead of storing more than the part was declared to hold.
+    With checksum_sha256 (base64) the URL signs x-amz-checksum-sha256: the client must send
+    that header, and the store refuses a body whose SHA-256 differs (400 BadDigest)."""
     _require_s3()
-    return presign.presign_upload_part(bucket, key, upload_id, part_number, expires, content_length)
+    if checksum_sha256 is None:
+        return presign.presign_upload_part(bucket, key, upload_id, part_number, expires, content_length)
+    params = {"Bucket": bucket, "Key": key, "UploadId": upload_id, "PartNumber": part_number,
+              "ChecksumSHA256": checksum_sha256}
+    if content_length is not None:
+        params["ContentLength"] = content_length
+    with errors(f"s3://{bucket}/{key}"):
+        return public_client().generate_presigned_url("upload_part", Params=params, ExpiresIn=expires)
+
+
+def list_parts(bucket: str, key: str, upload_id: str, *, page_size: int = 1000) -> list[dict]:
+    """Every part stored so far, [{PartNumber, Size, ETag[, ChecksumSHA256]}] in part order. ListParts answers
+    at most 1,000 parts a call (page_size fewer), so this follows PartNumberMarker to the end."""
+    _require_s3()
+    parts: list[dict] = []
+    marker = 0
+    with errors(f"s3://{bucket}/{key}"):
+        while True:
+            page = client().list_parts(Bucket=bucket, Key=key, UploadId=upload_id, MaxParts=page_size,
+                                       PartNumberMarker=marker)
+            parts += [{"PartNumber": p["PartNumber"], "Size": p["Size"], "ETag": p["ETag"],
+                       **({"ChecksumSHA256": p["ChecksumSHA256"]} if p.get("ChecksumSHA256") else {})}
+                      for p in page.get("Parts", [])]
+            following = int(page.get("NextPartNumberMarker") or 0)
+            # A server that says it is truncated but does not move the marker would loop forever.
+            if not page.get("IsTruncated") or following <= marker:
+                return parts
+            marker = following
 
 
 def complete(bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]) -> str:

@@ -278,6 +278,13 @@ def list_keys(bucket: str, prefix: str = "") -> list[str]:
                 for meta in batch if meta["path"].startswith(prefix)]
 
 
+def delete_many(bucket: str, keys: list[str]) -> None:
+    # One DeleteObjects request per 1,000 keys; a key already gone is no error.
+    with errors(f"s3://{bucket}"):
+        for start in range(0, len(keys), 1000):
+            obstore.delete(store(bucket), keys[start:start + 1000])
+
+
 def delete_prefix(bucket: str, prefix: str) -> int:
     keys = list_keys(bucket, prefix)
     with errors(f"s3://{bucket}/{prefix}"):

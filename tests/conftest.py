@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -213,16 +214,24 @@ def celery_process(tmp_path, transactional_db):
 
 
 def purge_queues() -> None:
-    """Empties the broker's queues. A test that leaves messages behind (the chaos test
-    leaves hundreds of the sweeper's duplicates) would make the next test's worker work
-    through them first; the database rows they name are gone with that test anyway."""
-    from jobplatform.celery import app
+    """Empties the brokers' queues: the session's (Redis) and any RabbitMQ vhost its workers
+    were pointed at. A test that leaves messages behind (the chaos test leaves hundreds of
+    the sweeper's duplicates) would make the next test's worker work through them first;
+    the database rows they name are gone with that test anyway."""
+    from kombu import Connection
 
-    with app.connection_for_write() as connection:
-        connection.ensure_connection(max_retries=3)
-        channel = connection.default_channel
-        for queue in {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}:
-            channel.queue_purge(queue)
+    from tests.support.rabbitmq import SESSION_BROKERS
+
+    queues = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
+    brokers = {settings.CELERY_BROKER_URL: settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+               **{url: {} for url in SESSION_BROKERS}}
+    for url, options in brokers.items():
+        with Connection(url, transport_options=options) as connection:
+            connection.ensure_connection(max_retries=3)
+            for queue in queues:
+                # A channel each: on RabbitMQ, purging a queue never declared closes the channel.
+                with connection.channel() as channel, contextlib.suppress(*connection.channel_errors):
+                    channel.queue_purge(queue)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ the process refuses to start without a real secret key or with the default S3 ke
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -67,6 +68,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "django.contrib.postgres",  # index expressions with an operator class (jobs' trigram index)
     "channels",
     "rest_framework",
     "rest_framework.authtoken",
@@ -76,6 +78,7 @@ INSTALLED_APPS = [
     "axes",
     "storage",
     "jobs",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -221,6 +224,8 @@ UPLOAD_MAX_PARTS_IN_FLIGHT = env_int("UPLOAD_MAX_PARTS_IN_FLIGHT", 2)
 UPLOAD_SHUTDOWN_WAIT_SECONDS = env_int("UPLOAD_SHUTDOWN_WAIT_SECONDS", 10)
 # Multipart uploads (streamed or direct) open longer than this are aborted by the clean-up.
 UPLOAD_ABANDONED_SECONDS = env_int("UPLOAD_ABANDONED_SECONDS", 24 * 3600)
+# Parts per ListParts call when a resumable upload lists its parts (S3 answers at most 1,000).
+UPLOAD_LIST_PARTS_PAGE_SIZE = env_int("UPLOAD_LIST_PARTS_PAGE_SIZE", 1000)
 
 # --- upload admission ------------------------------------------------------------------------
 # A streamed upload whose client sends nothing for this long is aborted (408 upload_idle).
@@ -246,6 +251,20 @@ JOB_MAX_WORKER_DEATHS = env_int("JOB_MAX_WORKER_DEATHS", 3)  # lease expiries be
 # A PROCESSING job whose progress has not moved for this long is stalled: shown so, then re-queued.
 JOB_STALL_SECONDS = env_int("JOB_STALL_SECONDS", 300)
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 1)  # `manage.py sweep --loop` and beat's sweep
+
+# --- retention (`manage.py prune`, and beat's hourly jobs.prune; docs/operations.md#retention) ---
+# Days kept after a job finished (COMPLETED, FAILED, CANCELLED), with its events, objects and
+# task results; 0 keeps them forever.
+JOB_RETENTION_DAYS = env_int("JOB_RETENTION_DAYS", 30)
+# Days a DEAD job (replayable) and a dead letter are kept after the death; 0 keeps them forever.
+DEAD_LETTER_RETENTION_DAYS = env_int("DEAD_LETTER_RETENTION_DAYS", 90)
+# Days django-celery-results' task results are kept after the task finished; 0 keeps them forever.
+TASK_RESULT_RETENTION_DAYS = env_int("TASK_RESULT_RETENTION_DAYS", 7)
+# Rows per prune transaction: each holds its rows' locks for one batch only.
+PRUNE_BATCH_SIZE = env_int("PRUNE_BATCH_SIZE", 1000)
+# One periodic prune stops after this many seconds; the next goes on where it stopped.
+PRUNE_MAX_SECONDS = env_int("PRUNE_MAX_SECONDS", 600)
+
 # Warm shutdown (SIGTERM to a worker): running jobs may finish for this long, then they are
 # handed back (QUEUED at once, not a worker death); a pool process still busy this much
 # later is killed. Keep the sum under the platform's kill timeout (Kubernetes: 30 s).
@@ -258,6 +277,35 @@ JOB_PROGRESS_MIN_INTERVAL = float(env("JOB_PROGRESS_MIN_INTERVAL", "0.2"))  # at
 # Extra processor modules to import (and so register) at start-up: a deployment's own job
 # types, or the tests' diagnostic ones. Comma-separated dotted module paths.
 PROCESSOR_MODULES = [m.strip() for m in env("PROCESSOR_MODULES", "").split(",") if m.strip()]
+
+# --- webhooks (webhooks/, jobplatform/destinations.py; docs/api.md#webhooks) ----------------
+# Networks outside the public internet that deliveries may still reach (comma-separated CIDRs,
+# e.g. "10.0.0.0/8" for receivers on the same private network); every other loopback, private,
+# link-local, multicast or reserved address is refused when a URL is saved and at delivery.
+WEBHOOK_ALLOW_PRIVATE_DESTINATIONS = [c.strip() for c in env("WEBHOOK_ALLOW_PRIVATE_DESTINATIONS", "").split(",")
+                                      if c.strip()]
+try:
+    [ipaddress.ip_network(cidr, strict=False) for cidr in WEBHOOK_ALLOW_PRIVATE_DESTINATIONS]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"WEBHOOK_ALLOW_PRIVATE_DESTINATIONS: {exc}") from None
+# One attempt: connect, send and the first response bytes each within this many seconds.
+WEBHOOK_TIMEOUT_SECONDS = float(env("WEBHOOK_TIMEOUT_SECONDS", "5"))
+# Attempts before a delivery is FAILED; the waits between them double from the base, capped,
+# with jitter (10 s, 20 s, 40 s ... 1 h: at most about 3.4 h in all with the defaults).
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 12)
+WEBHOOK_RETRY_BACKOFF_BASE = float(env("WEBHOOK_RETRY_BACKOFF_BASE", "10"))
+WEBHOOK_RETRY_BACKOFF_MAX = float(env("WEBHOOK_RETRY_BACKOFF_MAX", "3600"))
+# After a secret rotation the previous secret still signs (beside the new) for this long.
+WEBHOOK_SECRET_GRACE_SECONDS = env_int("WEBHOOK_SECRET_GRACE_SECONDS", 24 * 3600)
+# The bytes of a receiver's answer kept with each attempt; the rest is not read.
+WEBHOOK_RESPONSE_SNIPPET_BYTES = env_int("WEBHOOK_RESPONSE_SNIPPET_BYTES", 512)
+WEBHOOK_MAX_ENDPOINTS_PER_USER = env_int("WEBHOOK_MAX_ENDPOINTS_PER_USER", 10)
+# A pending delivery whose next attempt is this overdue (its message lost with a broker
+# restart, or its worker killed mid-attempt) is published again by the resume task.
+WEBHOOK_RESUME_AFTER_SECONDS = env_int("WEBHOOK_RESUME_AFTER_SECONDS", 120)
+# Deliveries share the maintenance queue every worker consumes; name another queue (and
+# start workers on it) to keep slow receivers away from the clean-ups.
+WEBHOOK_QUEUE = env("WEBHOOK_QUEUE", "maintenance")
 
 # --- processor limits ----------------------------------------------------------------------
 # Every job's processor runs in a child process of its pool process (jobs.isolation) held
@@ -283,6 +331,9 @@ PDF_PAGE_MAX_CHARS = env_int("PDF_PAGE_MAX_CHARS", 1_000_000)
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
+# No backend_cleanup from beat: it deletes every expired result in one statement. jobs.prune
+# expires them in batches after TASK_RESULT_RETENTION_DAYS instead.
+CELERY_RESULT_EXPIRES = None
 # One result-backend object per process, not per thread: the Django database backend keeps
 # no per-thread state of its own (its queries use Django's per-thread connections), and a
 # thread-local one would be rebuilt in every web thread that publishes a job.
@@ -297,8 +348,11 @@ CELERY_TASK_ROUTES = {
     "jobs.run_job": {"queue": "jobs"},
     "jobs.sweep": {"queue": "maintenance"},
     "jobs.abort_abandoned_uploads": {"queue": "maintenance"},
+    "jobs.prune": {"queue": "maintenance"},
     # Parked messages of dead jobs; no worker consumes this queue unless asked to.
     "jobs.dead_letter": {"queue": "dead-letter"},
+    "webhooks.deliver": {"queue": WEBHOOK_QUEUE},
+    "webhooks.resume": {"queue": WEBHOOK_QUEUE},
 }
 # The job row already says PROCESSING; a STARTED TaskResult row would be one more write per job.
 CELERY_TASK_TRACK_STARTED = False
@@ -313,6 +367,22 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_timeout": REDIS_SOCKET_TIMEOUT,
     "socket_keepalive": True,
 }
+# RabbitMQ (CELERY_BROKER_URL=amqp://...): every queue is a quorum queue (replicated, durable).
+# Quorum queues have no global QoS, so Celery keeps the prefetch static (worker_detect_quorum_queues);
+# a retry's countdown goes through Celery's native delayed delivery, which needs topic exchanges.
+# Publisher confirms: a publish returns once the broker holds the message; an unreachable
+# broker fails a publish within the connect timeout (the sweeper publishes it later).
+BROKER_IS_AMQP = CELERY_BROKER_URL.split("://", 1)[0] in {"amqp", "amqps", "pyamqp"}
+if BROKER_IS_AMQP:
+    from kombu import Exchange, Queue
+
+    CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"
+    CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"
+    CELERY_TASK_QUEUES = [Queue(name, Exchange(name, type="topic"), routing_key=name,
+                                queue_arguments={"x-queue-type": "quorum"})
+                          for name in ("jobs", "maintenance", "dead-letter")]
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+    CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_CONNECT_TIMEOUT
 CELERY_TIMEZONE = "UTC"
 
 # --- web -----------------------------------------------------------------------------------
@@ -405,6 +475,8 @@ REST_FRAMEWORK = {
         "job_action": env("THROTTLE_JOB_ACTION", "120/min"),
         # A direct upload's sign-parts, complete and abort calls.
         "upload_part": env("THROTTLE_UPLOAD_PART", "600/min"),
+        # Webhook endpoint writes, secret rotations and delivery replays.
+        "webhook": env("THROTTLE_WEBHOOK", "120/min"),
     },
 }
 # The throttles (jobs/api/throttles.py) count in the default cache; a count the cache could
@@ -415,10 +487,16 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "jobplatform API",
     "DESCRIPTION": "Upload files, run processing jobs on them, and download the results.",
     "VERSION": "1.0.0",
+    # A webhook delivery's state beside a job's: two "state" enums, each named for what it is.
+    "ENUM_NAME_OVERRIDES": {"StateEnum": "jobs.models.JobState",
+                            "WebhookDeliveryStateEnum": "webhooks.models.DeliveryState",
+                            "WebhookEventsEnum": "webhooks.models.EventFilter"},
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR", "SWAGGER_UI_FAVICON_HREF": "SIDECAR", "REDOC_DIST": "SIDECAR",
     # OpenAPI links between operations (jobs/api/schema.py), after the default enum hook.
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "jobs.api.schema.add_links"],
+    # The streamed uploads (served outside DRF) are added first, so links and error codes cover them.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "jobs.api.schema.add_streamed_uploads",
+                             "jobs.api.schema.add_links", "jobs.api.schema.describe_errors"],
 }
 
 # --- TLS, cookies, HSTS, the proxy's scheme header; the debug page --------------------------
@@ -446,11 +524,55 @@ if TLS:
 DEFAULT_EXCEPTION_REPORTER_FILTER = "jobplatform.debugging.SecretHidingFilter"
 DEFAULT_EXCEPTION_REPORTER = "jobplatform.debugging.SecretHidingReporter"
 
+# --- logs and metrics (docs/operations.md, "Metrics and logs") -------------------------------
+# LOG_FORMAT=json: one JSON line per record, with job_id, job_type, attempt and worker as
+# fields (jobplatform/logs.py); "text" (the default) for people reading a terminal.
+LOG_FORMAT = (env("LOG_FORMAT", "text") or "text").strip().lower()
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'text' or 'json', got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"job": {"()": "jobplatform.logs.JobContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "pythonjsonlogger.json.JsonFormatter", "timestamp": "time",  # ISO 8601, UTC
+                 "fmt": "%(levelname)s %(name)s %(message)s %(job_id)s %(job_type)s %(attempt)s %(worker)s",
+                 "rename_fields": {"levelname": "level", "name": "logger"}},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain",
+                             "filters": ["job"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {"axes": {"level": "WARNING"}, "botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
 }
+# Celery replaces the root logger's handlers in a worker unless told not to; the JSON lines
+# are Django's handler, so a JSON worker keeps it.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT != "json"
+# Periodic maintenance logs at INFO: beat's "Sending due task" and the worker's received and
+# succeeded lines for every task (a sweep every SWEEP_INTERVAL_SECONDS). `make run` sets
+# MAINTENANCE_LOG_LEVEL=WARNING (unless LOG_LEVEL=DEBUG) so its console shows job events;
+# a task's errors are logged at ERROR and still show.
+MAINTENANCE_LOG_LEVEL = env("MAINTENANCE_LOG_LEVEL", "INFO")
+LOGGING["loggers"].update({name: {"level": MAINTENANCE_LOG_LEVEL}
+                           for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")})
+# GET /metrics (web) answers peers in METRICS_ALLOW (comma-separated addresses or CIDRs;
+# default loopback only), or any peer sending `Authorization: Bearer <METRICS_TOKEN>`.
+METRICS_ALLOW = [c.strip() for c in (env("METRICS_ALLOW", "127.0.0.1/32,::1/128") or "").split(",") if c.strip()]
+for _network in METRICS_ALLOW:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"METRICS_ALLOW: {_network!r} is not an address or a network (CIDR)") from None
+METRICS_TOKEN = env("METRICS_TOKEN", "") or ""
+# A worker serves its metrics (all pool processes, prometheus-client multiprocess mode, which
+# needs PROMETHEUS_MULTIPROC_DIR set to an empty directory before it starts) on this port; 0: none.
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0)
+WORKER_METRICS_ADDR = env("WORKER_METRICS_ADDR", "127.0.0.1")
+# Read by prometheus-client itself when it is imported; named here to be checked.
+PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", "") or ""
+if WORKER_METRICS_PORT and not PROMETHEUS_MULTIPROC_DIR:
+    raise ImproperlyConfigured(
+        "WORKER_METRICS_PORT is set but PROMETHEUS_MULTIPROC_DIR is not: set it, before the worker starts, "
+        "to an empty directory the worker can write (every pool process writes its samples there).")
+# `manage.py sweep --loop` serves its own metrics on this port (same address); 0: none.
+SWEEPER_METRICS_PORT = env_int("SWEEPER_METRICS_PORT", 0)

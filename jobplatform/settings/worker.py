@@ -25,4 +25,8 @@ CELERY_BEAT_SCHEDULE = {
     # Abandoned multipart uploads: hourly, aborting those open past UPLOAD_ABANDONED_SECONDS.
     "abort-abandoned-uploads": {"task": "jobs.abort_abandoned_uploads", "schedule": 3600.0,
                                 "options": {"expires": 3600.0}},
+    # Webhook deliveries whose message was lost (a broker restarted empty) are sent again.
+    "resume-webhook-deliveries": {"task": "webhooks.resume", "schedule": 60.0, "options": {"expires": 60.0}},
+    # Retention: hourly, each run at most PRUNE_MAX_SECONDS in bounded batches.
+    "prune": {"task": "jobs.prune", "schedule": 3600.0, "options": {"expires": 3600.0}},
 }

@@ -22,7 +22,7 @@ from django.core.exceptions import (
     TooManyFilesSent,
 )
 from django.db import InterfaceError, OperationalError
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse
 from django.urls import Resolver404, resolve
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
@@ -33,6 +33,8 @@ from rest_framework.views import set_rollback
 
 import storage
 from jobs.errors import JobError
+
+from .rendering import json_response
 
 logger = logging.getLogger(__name__)
 
@@ -141,12 +143,12 @@ def exception_handler(exc, context):
     return error_response(code, message, response.status_code, details, headers)
 
 
-def _json_error(code: str, message: str, status_code: int, details: dict | None = None) -> JsonResponse:
-    return JsonResponse(error_body(code, message, details), status=status_code)
+def _json_error(code: str, message: str, status_code: int, details: dict | None = None) -> HttpResponse:
+    return json_response(error_body(code, message, details), status=status_code)
 
 
 @csrf_exempt  # it changes nothing; a token client's POST to a wrong path deserves a 404, not a CSRF 403
-def not_found(request, *args, **kwargs) -> JsonResponse:
+def not_found(request, *args, **kwargs) -> HttpResponse:
     """The last route under /api/v1/: any path the API does not have."""
     path = request.path_info
     if not path.endswith("/"):

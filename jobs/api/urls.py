@@ -10,6 +10,7 @@ from .errors import not_found
 
 urlpatterns = [
     path("uploads/multipart/", include("jobs.uploads.urls")),
+    path("uploads/s3/", include("jobs.uploads.s3_urls")),
     path("jobs/", views.JobListCreateApi.as_view(), name="api-job-list"),
     path("jobs/<uuid:job_id>/", views.JobDetailApi.as_view(), name="api-job-detail"),
     path("jobs/<uuid:job_id>/result-url", views.JobResultUrlApi.as_view(), name="api-job-result-url"),

@@ -6,6 +6,7 @@ services' job (a refused move is a 409). Nothing here changes a row directly.
 
 from __future__ import annotations
 
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
@@ -23,12 +24,13 @@ from processors import all_processors
 from . import serializers as s
 from .authentication import TokenAuthentication
 from .errors import error_summary
-from .pagination import Pagination
+from .pagination import Cursor, DeadLetterCursor, cursor_page
 from .parsers import JSONParser
 from .throttles import JobActionThrottle, JobCreateThrottle
 
 PG_BIGINT_MAX = 2**63 - 1
-PAGE_PARAMS = [OpenApiParameter("page", int, required=False),
+PAGE_PARAMS = [OpenApiParameter("cursor", str, required=False,
+                               description="opaque: taken from a page's next or previous URL"),
                OpenApiParameter("page_size", int, required=False, description="at most 100")]
 
 
@@ -65,12 +67,12 @@ class JobListCreateApi(ApiView):
 
     @extend_schema(operation_id="jobs_list", summary="Your jobs, newest first",
                    parameters=[s.JobFilterSerializer, *PAGE_PARAMS],
-                   responses={200: s.paginated("PaginatedJobList", s.JobSerializer), **error_responses(400, 401, 404)})
+                   responses={200: cursor_page("PaginatedJobList", s.JobSerializer), **error_responses(400, 401)})
     def get(self, request: Request) -> Response:
         filters = validated(s.JobFilterSerializer, request.query_params, code="invalid_filter")
         # List items leave the result out (one result can be megabytes), so the rows are read without it.
         jobs = selectors.job_list(user=request.user, **filters).defer("result")
-        paginator = Pagination()
+        paginator = Cursor()
         page = paginator.paginate_queryset(jobs, request, view=self)
         return paginator.get_paginated_response(s.JobSerializer(page, many=True).data)
 
@@ -79,7 +81,9 @@ class JobListCreateApi(ApiView):
         request=s.JobCreateInputSerializer,
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
                                      description="repeat a create safely: the same key and body return the same "
-                                                 "job (200); the same key with another body is a 409")],
+                                                 "job (200); the same key with another body is a 409"),
+                    OpenApiParameter("Location", str, OpenApiParameter.HEADER, response=[201],
+                                     description="the created job's URL")],
         responses={201: s.JobDetailSerializer, 200: OpenApiResponse(s.JobDetailSerializer,
                                                                     description="idempotent repeat"),
                    **error_responses(400, 401, 404, 409, 413, 415, 429, 503)})
@@ -90,9 +94,14 @@ class JobListCreateApi(ApiView):
             owner=request.user, job_type=data["job_type"],
             input_key=meta["key"] if meta else data["input_object_key"],
             input_bucket=meta["bucket"] if meta else None,
-            params=data.get("params") or {}, idempotency_key=request.headers.get("Idempotency-Key"))
-        return Response(s.JobDetailSerializer(result.job, context={"events": result.events}).data,
-                        status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+            params=data.get("params") or {}, idempotency_key=request.headers.get("Idempotency-Key"),
+            callback_url=data.get("callback_url") or "")
+        response = Response(s.JobDetailSerializer(result.job, context={"events": result.events}).data,
+                            status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+        # RFC 9110: a 201 names the resource it created.
+        if result.created:
+            response["Location"] = request.build_absolute_uri(reverse("api-job-detail", args=[result.job.id]))
+        return response
 
 
 class JobDetailApi(ApiView):
@@ -149,12 +158,12 @@ class DeadLetterListApi(ApiView):
 
     @extend_schema(operation_id="dead_letters_list", summary="Dead letters, newest first (staff)",
                    parameters=[s.DeadLetterFilterSerializer, *PAGE_PARAMS],
-                   responses={200: s.paginated("PaginatedDeadLetterList", s.DeadLetterSerializer),
-                              **error_responses(400, 401, 403, 404)})
+                   responses={200: cursor_page("PaginatedDeadLetterList", s.DeadLetterSerializer),
+                              **error_responses(400, 401, 403)})
     def get(self, request: Request) -> Response:
         filters = validated(s.DeadLetterFilterSerializer, request.query_params, code="invalid_filter")
         letters = selectors.dead_letter_list(pending_only=filters["pending"])
-        paginator = Pagination()
+        paginator = DeadLetterCursor()
         page = paginator.paginate_queryset(letters, request, view=self)
         return paginator.get_paginated_response(s.DeadLetterSerializer(page, many=True).data)
 

@@ -10,6 +10,8 @@ from django.db.models import F
 from django.utils import timezone
 
 import storage
+from processors import get_processor
+from processors.base import ProcessorError
 
 from ..errors import JobError, TransitionRefused
 from ..models import DeadLetter, Job, JobState
@@ -39,11 +41,66 @@ def job_cancel(*, job: Job, actor: str) -> Job:
     raise JobError(f"a {current.state} job cannot be cancelled", code="invalid_state", status=409)
 
 
+# FAILED causes that a retry cannot cure: the same input, read by the same processor with the
+# same parameters under the same limits, fails the same way again. Any other cause (object
+# storage refusing access, a code this table does not know) may be cured meanwhile.
+PERMANENT_FAILURES: dict[str, frozenset[str]] = {
+    "input": frozenset({
+        "invalid_input", "input_not_found", "object_not_found", "input_too_large", "invalid_encoding",
+        "line_too_long", "malformed_csv", "field_too_large", "record_too_large", "header_too_large",
+        "too_many_columns", "invalid_json", "invalid_pdf", "not_a_pdf", "encrypted", "too_many_pages",
+        "page_over_budget"}),
+    "params": frozenset({"invalid_params", "unknown_job_type"}),
+    "limit": frozenset({"resource_limit"}),
+    "result": frozenset({"invalid_result"}),
+}
+WHY_NOT = {
+    "input": "the input cannot be processed as it is; a retry reads the same file and fails the same way. "
+             "Upload a corrected file as a new job",
+    "params": "the job's parameters are refused; a retry uses the same ones. Create a new job with other parameters",
+    "limit": "the job went over its CPU, memory or time limit; a retry runs under the same limits",
+    "result": "the result holds a value that cannot be stored; a retry computes the same result",
+}
+
+
+def processor_changed(job: Job) -> bool:
+    """Whether the job type's processor is another version than the one the job ran with:
+    new code may accept what the old refused."""
+    try:
+        return get_processor(job.job_type).version != job.processor_version
+    except ProcessorError:
+        return False
+
+
+def job_retry_refusal(*, job: Job) -> str | None:
+    """Why retrying this job cannot help, or None if it may. Only FAILED and DEAD jobs can be
+    retried at all; a DEAD job (transient errors used up its attempts) always may be, a
+    FAILED one unless its cause is permanent (PERMANENT_FAILURES) and its processor unchanged."""
+    if job.state == S.DEAD:
+        return None
+    if job.state != S.FAILED:
+        return f"only FAILED or DEAD jobs can be retried; this one is {job.state}"
+    kind = next((kind for kind, codes in PERMANENT_FAILURES.items() if job.error_code in codes), None)
+    if kind is None or processor_changed(job):
+        return None
+    return f"retrying cannot help: {WHY_NOT[kind]} ({job.error_code})"
+
+
 def job_retry(*, job: Job, actor: str) -> Job:
-    """An operator's retry of a FAILED or DEAD job: attempts start over."""
+    """A retry of a FAILED or DEAD job that may help (job_retry_refusal): attempts start over,
+    on the job type's current processor."""
     with transaction.atomic():
+        job.refresh_from_db()
+        refusal = job_retry_refusal(job=job)
+        if refusal is not None:
+            if job.state not in (S.FAILED, S.DEAD):
+                raise JobError(refusal, code="invalid_state", status=409)
+            raise JobError(refusal, code="not_retryable", status=409, details={"error_code": job.error_code})
+        changes = dict(FRESH_START)
+        if processor_changed(job):
+            changes["processor_version"] = get_processor(job.job_type).version
         result = job_enqueue(job_id=job.id, expected=(S.FAILED, S.DEAD), reason="retried by operator",
-                             actor=actor, changes=FRESH_START)
+                             actor=actor, changes=changes)
         if result is None:
             job.refresh_from_db()
             raise JobError(f"only FAILED or DEAD jobs can be retried; this one is {job.state}",

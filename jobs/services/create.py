@@ -14,6 +14,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
 import storage
+from jobplatform import destinations
 from processors import get_processor
 from processors.base import ProcessorError
 from storage.keys import is_valid_key
@@ -38,7 +39,7 @@ class CreateResult:
 
 def job_create(*, owner: AbstractBaseUser, job_type: str, input_key: str, input_bucket: str | None = None,
                params: dict | None = None, idempotency_key: str | None = None, input_name: str = "",
-               max_attempts: int | None = None) -> CreateResult:
+               max_attempts: int | None = None, callback_url: str = "") -> CreateResult:
     """Validates everything up front, then writes the row CREATED and QUEUED, with both
     events, in one transaction; the run message is published once that commits."""
     bucket = input_bucket or storage.input_bucket()
@@ -51,7 +52,7 @@ def job_create(*, owner: AbstractBaseUser, job_type: str, input_key: str, input_
         idempotency_key = idempotency_key.strip()
         if not idempotency_key or len(idempotency_key) > 255 or not idempotency_key.isprintable():
             raise JobError("Idempotency-Key must be 1 to 255 printable characters", code="invalid_idempotency_key")
-        fingerprint = _fingerprint(job_type, bucket, input_key, params)
+        fingerprint = _fingerprint(job_type, bucket, input_key, params, callback_url)
         existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
         if existing is not None:
             return _same_request(existing, fingerprint)
@@ -68,12 +69,14 @@ def job_create(*, owner: AbstractBaseUser, job_type: str, input_key: str, input_
     if reason:
         raise JobError(f"{reason}, which PostgreSQL cannot store"[:300], code="invalid_params")
 
+    if callback_url:
+        _check_callback_url(callback_url)
     info = _check_input(owner=owner, bucket=bucket, key=input_key)
     job = Job(owner=owner, job_type=job_type, params=clean_params, processor_version=processor.version,
               input_bucket=bucket, input_key=input_key, input_size=info.size, input_etag=info.etag,
               input_name=storage.safe_filename(input_name or input_key.rsplit("/", 1)[-1]),
               progress_total=info.size, max_attempts=max_attempts or settings.JOB_MAX_ATTEMPTS,
-              idempotency_key=idempotency_key, request_fingerprint=fingerprint)
+              idempotency_key=idempotency_key, request_fingerprint=fingerprint, callback_url=callback_url)
     task_id = str(uuid.uuid4())
     try:
         created, queued = job_insert(job=job, actor=f"user:{owner.pk}", then=JobState.QUEUED, then_actor="enqueuer",
@@ -89,9 +92,18 @@ def job_create(*, owner: AbstractBaseUser, job_type: str, input_key: str, input_
     return CreateResult(job=job, created=True, events=[created, queued])
 
 
-def _fingerprint(job_type: str, bucket: str, key: str, params: Any) -> str:
-    body = json.dumps({"job_type": job_type, "bucket": bucket, "key": key, "params": params or {}},
-                      sort_keys=True, separators=(",", ":"), default=str)
+def _check_callback_url(url: str) -> None:
+    try:
+        destinations.check(url)
+    except destinations.DestinationRefused as exc:
+        raise JobError(f"callback_url: {exc.message}", code=exc.code, details={"callback_url": [exc.message]}) from None
+
+
+def _fingerprint(job_type: str, bucket: str, key: str, params: Any, callback_url: str = "") -> str:
+    request = {"job_type": job_type, "bucket": bucket, "key": key, "params": params or {}}
+    if callback_url:  # only when given, so that the fingerprints of jobs without one stay as they were
+        request["callback_url"] = callback_url
+    body = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(body.encode()).hexdigest()
 
 

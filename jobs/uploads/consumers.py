@@ -22,7 +22,6 @@ wait_for_uploads() is what the lifespan shutdown (lifespan.py) awaits for those 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -34,6 +33,7 @@ from multipart import parse_options_header
 
 from jobplatform.admission import with_security_headers
 from jobs.api.errors import error_body
+from jobs.api.rendering import render_json
 from jobs.errors import JobError
 
 from . import auth
@@ -93,7 +93,7 @@ slots = UploadSlots()
 
 
 async def respond(send, status: int, body: dict, headers: dict[str, str] | None = None) -> None:
-    payload = json.dumps(body).encode()
+    payload = render_json(body)
     raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
                    (b"cache-control", b"no-store")]
     raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]

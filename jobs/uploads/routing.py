@@ -1,7 +1,7 @@
 """HTTP routes served ahead of Django (see jobplatform/asgi.py): the streaming uploads.
 
-`/api/v1/uploads/multipart/...` is left to Django: those are ordinary DRF views for
-direct uploads, so a file cannot be PUT under the name `multipart`.
+`/api/v1/uploads/multipart/...` and `/api/v1/uploads/s3/...` are left to Django: those are
+ordinary DRF views for direct uploads, so a file cannot be PUT under the name `multipart`.
 """
 
 from django.urls import re_path
@@ -9,5 +9,5 @@ from django.urls import re_path
 from .consumers import UploadApp
 
 http_urlpatterns = [
-    re_path(r"^api/v1/uploads/(?!multipart(?:/|$))", UploadApp()),
+    re_path(r"^api/v1/uploads/(?!multipart(?:/|$)|s3/)", UploadApp()),
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import time
 import uuid
 from dataclasses import asdict, dataclass
 from urllib.parse import quote
@@ -19,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 import storage
+from jobs import metrics
 from jobs.errors import JobError
 from storage import multipart
 
@@ -59,7 +61,7 @@ def too_large(size: int) -> JobError:
                     code="too_large", status=413, details={"max_bytes": settings.UPLOAD_MAX_BYTES, "size": size})
 
 
-def _storage_error(exc: storage.StorageError) -> JobError:
+def storage_failure(exc: storage.StorageError) -> JobError:
     if isinstance(exc, storage.StorageUnavailable):
         return JobError("object storage is unavailable; try again shortly", code="storage_unavailable", status=503)
     return JobError(f"object storage refused the upload: {exc}"[:500], code="storage_error", status=502)
@@ -83,6 +85,7 @@ class StreamingUpload:
         self.writer = storage.new_writer(self.bucket, self.key, content_type=clean_content_type(content_type),
                                          metadata={"owner": str(owner_id), "filename": quote(self.filename)})
         self.finished = False
+        self.started = time.monotonic()
 
     def write(self, data: bytes) -> None:
         # Checked before the bytes go anywhere, so an over-limit body never reaches storage.
@@ -93,7 +96,7 @@ class StreamingUpload:
         try:
             self.writer.write(data)
         except storage.StorageError as exc:
-            raise _storage_error(exc) from exc
+            raise storage_failure(exc) from exc
 
     def commit(self) -> UploadResult:
         try:
@@ -101,10 +104,11 @@ class StreamingUpload:
         except BaseException as exc:
             self.abort()  # a failed complete leaves the multipart upload open
             if isinstance(exc, storage.StorageError):
-                raise _storage_error(exc) from exc
+                raise storage_failure(exc) from exc
             raise
         self.finished = True
         logger.info("upload.stored key=%s size=%s", self.key, self.size)
+        metrics.upload_stored(method="stream", size=self.size, seconds=time.monotonic() - self.started)
         return UploadResult(bucket=self.bucket, object_key=self.key, size=self.size, etag=info.etag,
                             sha256=self.digest.hexdigest(), filename=self.filename)
 
@@ -147,7 +151,7 @@ def multipart_create(*, owner, filename: str, size: int, content_type: str = "")
     try:
         upload_id = multipart.create(bucket, key, content_type=content_type)
     except storage.StorageError as exc:
-        raise _storage_error(exc) from exc
+        raise storage_failure(exc) from exc
     session = UploadSession.objects.create(
         owner=owner, s3_upload_id=upload_id, bucket=bucket, key=key, filename=name, content_type=content_type,
         size=size, part_size=part_size, part_count=math.ceil(size / part_size))
@@ -190,7 +194,7 @@ def multipart_sign_parts(*, owner, upload_id, part_numbers: list) -> list[dict]:
             session.bucket, session.key, session.s3_upload_id, n, expires=PART_URL_EXPIRY,
             content_length=multipart.part_length(session.size, session.part_size, n))} for n in numbers]
     except storage.StorageError as exc:
-        raise _storage_error(exc) from exc
+        raise storage_failure(exc) from exc
 
 
 def _clean_parts(parts, session: UploadSession) -> list[tuple[int, str]]:
@@ -232,7 +236,7 @@ def multipart_complete(*, owner, upload_id, parts) -> UploadResult:
             etag = multipart.complete(session.bucket, session.key, session.s3_upload_id, cleaned)
             info = storage.head(session.bucket, session.key)
         except storage.StorageUnavailable as exc:
-            raise _storage_error(exc) from exc
+            raise storage_failure(exc) from exc
         except storage.StorageError as exc:
             # e.g. InvalidPart: an ETag that does not match. The upload stays open to retry.
             raise JobError(f"object storage refused to complete the upload: {exc}"[:500],
@@ -254,6 +258,8 @@ def multipart_complete(*, owner, upload_id, parts) -> UploadResult:
     if error is not None:
         raise error
     logger.info("upload.direct_completed id=%s key=%s size=%s", session.id, session.key, info.size)
+    metrics.upload_stored(method="direct", size=info.size,
+                          seconds=(session.finished_at - session.created_at).total_seconds())
     return UploadResult(bucket=session.bucket, object_key=session.key, size=info.size,
                         etag=etag or info.etag, sha256=None, filename=session.filename)
 
@@ -266,6 +272,6 @@ def multipart_abort(*, owner, upload_id) -> None:
         except storage.ObjectNotFound:
             pass  # already gone on the server (e.g. its lifecycle rule): the goal is reached
         except storage.StorageError as exc:
-            raise _storage_error(exc) from exc
+            raise storage_failure(exc) from exc
         _finish(session, UploadSession.Status.ABORTED)
     logger.info("upload.direct_aborted id=%s key=%s", session.id, session.key)

@@ -17,11 +17,12 @@ from datetime import timedelta
 import redis
 from axes.handlers.proxy import AxesProxyHandler
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django_redis.exceptions import ConnectionInterrupted
 
 from jobs.api.errors import RETRY_AFTER_SECONDS, error_body
+from jobs.api.rendering import json_response
 
 logger = logging.getLogger(__name__)
 REDIS_ERRORS = (redis.RedisError, ConnectionInterrupted)
@@ -70,7 +71,7 @@ def locked_out(request: HttpRequest, original_response=None, credentials=None) -
 def _refused(request: HttpRequest, message: str, wait: int, *, locked: bool = False) -> HttpResponse:
     if request.path_info.startswith("/api/"):
         code = "locked_out" if locked else "too_many_sign_ins"
-        response = JsonResponse(error_body(code, message, {"retry_after": wait}), status=429)
+        response = json_response(error_body(code, message, {"retry_after": wait}), status=429)
     else:
         response = render(request, "registration/locked_out.html",
                           {"message": message, "locked": locked, "login_url": request.path}, status=429)

@@ -12,8 +12,7 @@ import json
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
@@ -24,9 +23,11 @@ from jobs import notify, selectors
 from jobs.api.throttles import JobActionThrottle, JobCreateThrottle, refusal
 from jobs.errors import JobError
 from jobs.models import DeadLetter, Job, JobState
+from jobs.paging import EstimatedCountPaginator
 from jobs.services import actions, create
 from jobs.uploads.throttles import UploadThrottle
-from processors import all_processors
+from processors import all_processors, get_processor
+from processors.base import ProcessorError
 
 from .forms import JobForm, form_upload_limit, job_type_choices, params_forms
 
@@ -67,7 +68,8 @@ def job_list(request: HttpRequest) -> HttpResponse:
     except JobError as exc:
         messages.error(request, exc.message)
         jobs, status, state = Job.objects.none(), 400, ""
-    page = Paginator(jobs, PAGE_SIZE).get_page(request.GET.get("page"))
+    # No count(*) over a long history: exact up to a bound, estimated past it.
+    page = EstimatedCountPaginator(jobs, PAGE_SIZE).get_page(request.GET.get("page"))
     query = {k: v for k, v in (("state", state), ("type", job_type)) if v}
     context = {
         "page": page,
@@ -135,6 +137,33 @@ def job_new(request: HttpRequest) -> HttpResponse:
     return redirect("job-detail", job_id=result.job.id)
 
 
+@never_cache
+@login_required
+@require_POST
+def job_new_validate(request: HttpRequest) -> JsonResponse:
+    """The upload form's options, checked before any byte is uploaded; nothing is created.
+
+    200 {job_type, params} with the params as POST /api/v1/jobs/ takes them, or 400 in the
+    API's error shape with {field: message} details.
+    """
+    selected = request.POST.get("job_type", "")
+    params_form = next((f for f in params_forms(request.POST, selected=selected) if f.prefix == selected), None)
+    if params_form is None:
+        return _json_error("unknown_job_type", f"unknown job type {selected!r}"[:200], {"job_type": "unknown"})
+    if not params_form.is_valid():
+        details = {name: " ".join(str(m) for m in errors) for name, errors in params_form.errors.items()}
+        return _json_error("invalid_params", "some options are not valid", details)
+    try:
+        params = get_processor(selected).validate_params(params_form.cleaned_data)
+    except ProcessorError as exc:
+        return _json_error("invalid_params", exc.message, exc.details or {})
+    return JsonResponse({"job_type": selected, "params": params})
+
+
+def _json_error(code: str, message: str, details: dict) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message, "details": details}}, status=400)
+
+
 def _form_error(exc: JobError, form: JobForm, params_form) -> None:
     if exc.code == "invalid_params" and exc.details:
         params_form.add_params_errors(exc.details)
@@ -158,6 +187,7 @@ def _render_new(request, form: JobForm, forms_by_type, selected: str, status: in
         "params_forms": forms_by_type,
         "selected": selected,
         "upload_url": "/api/v1/uploads/",
+        "uppy_endpoint": "/api/v1/uploads",
         "form_limit": form_upload_limit(),
         "upload_limit": settings.UPLOAD_MAX_BYTES,
         "object_key": object_key,
@@ -183,6 +213,7 @@ def _detail_context(job: Job) -> dict:
         text = json.dumps(job.result, indent=2, ensure_ascii=False, sort_keys=True)
         preview = text if len(text) <= RESULT_PREVIEW_MAX_CHARS else None
     outputs = [key.rsplit("/", 1)[-1] for key in job.result_keys] if job.state == JobState.COMPLETED else []
+    refusal = actions.job_retry_refusal(job=job)
     return {
         "job": job,
         "title": dict(_titles()).get(job.job_type, job.job_type),
@@ -194,7 +225,8 @@ def _detail_context(job: Job) -> dict:
         "has_result": "result.json" in outputs,
         "params_json": json.dumps(job.params, indent=2, ensure_ascii=False, sort_keys=True),
         "can_cancel": not job.is_terminal and not job.cancel_requested,
-        "can_retry": job.state in (JobState.FAILED, JobState.DEAD),
+        "can_retry": job.is_terminal and refusal is None,
+        "retry_refusal": refusal if job.state == JobState.FAILED else None,
     }
 
 
@@ -261,7 +293,8 @@ def _require_staff(request: HttpRequest) -> None:
 def dead_letter_list(request: HttpRequest) -> HttpResponse:
     _require_staff(request)
     pending = request.GET.get("pending") == "1"
-    page = Paginator(selectors.dead_letter_list(pending_only=pending), PAGE_SIZE).get_page(request.GET.get("page"))
+    letters = selectors.dead_letter_list(pending_only=pending)
+    page = EstimatedCountPaginator(letters, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "jobs/dead_letters.html", {"page": page, "letters": page.object_list, "pending": pending})
 
 

@@ -23,6 +23,14 @@
     badge.className = "badge state-" + state;
   }
 
+  // A job queued or claimed again has left its last error behind: the box goes at once,
+  // before the re-rendered page arrives (the timeline keeps the error).
+  var NEW_ATTEMPT = { CREATED: true, QUEUED: true, PROCESSING: true, COMPLETED: true };
+
+  function clearError(scope) {
+    Array.prototype.forEach.call(scope.querySelectorAll("[data-error]"), function (el) { el.remove(); });
+  }
+
   // --- the job list ---------------------------------------------------------------------
   function initList(root) {
     var loader = new jp.FragmentLoader(root, root.getAttribute("data-fragment-url"));
@@ -95,6 +103,7 @@
           // Show the new state at once, then let the server render the rest (timeline, result, buttons).
           setBadge(current, msg.job.state);
           current.setAttribute("data-state", msg.job.state);
+          if (NEW_ATTEMPT[msg.job.state]) clearError(current);
           loader.schedule(0);
         } else if (msg.job.state === "PROCESSING") {
           showProgress(msg.job);

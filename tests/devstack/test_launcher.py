@@ -48,6 +48,10 @@ class Launcher:
     def console(self) -> str:
         return self.out.read_text(errors="replace")
 
+    def terminal(self) -> str:
+        """Everything a terminal would show: the launcher's lines and its children's output."""
+        return self.console() + self.err.read_text(errors="replace")
+
     def wait_ready(self, timeout: float = 60) -> None:
         """Waits for /readyz 200 (every server answers)."""
         deadline = time.monotonic() + within(timeout)
@@ -71,8 +75,8 @@ class Launcher:
         return httpx.Client(base_url=f"{self.url}/api/v1", headers={"Authorization": f"Token {self.token}"},
                             timeout=30)
 
-    def completes_a_job(self) -> None:
-        """Uploads a CSV through the API, creates a job on it and waits for COMPLETED."""
+    def completes_a_job(self) -> str:
+        """Uploads a CSV through the API, creates a job on it and waits for COMPLETED; returns its id."""
         with self.api() as api:
             uploaded = api.put("/uploads/rows.csv", content=b"a,b\n1,2\n3,4\n")
             assert uploaded.status_code == 201, uploaded.text
@@ -84,9 +88,21 @@ class Launcher:
                 job = api.get(f"/jobs/{created.json()['id']}/").json()
                 if job["state"] == "COMPLETED":
                     assert job["result"]["rows"] == 2
-                    return
+                    return job["id"]
                 time.sleep(0.3)
         raise AssertionError(f"job not COMPLETED within {within(60)}s: {job}")
+
+    def starts_a_slow_job(self) -> str:
+        """A TEST_SLOW job (4 chunks, 0.5 s apart), returned once a worker runs it."""
+        with self.api() as api:
+            key = api.put("/uploads/slow.bin", content=bytes(4 * 65536)).json()["object_key"]
+            job = api.post("/jobs/", json={"job_type": "TEST_SLOW", "input_object_key": key,
+                                           "params": {"chunk_delay": 0.5, "chunk_size": 65536}}).json()
+            deadline = time.monotonic() + within(30)
+            while api.get(f"/jobs/{job['id']}/").json()["state"] != "PROCESSING":
+                assert time.monotonic() < deadline, "the slow job did not start"
+                time.sleep(0.1)
+        return job["id"]
 
     def child(self, matches) -> psutil.Process:
         return next(p for p in psutil.Process(self.proc.pid).children() if matches(p))
@@ -137,6 +153,19 @@ def fresh_launcher(tmp_path):
     running.kill()
 
 
+def test_the_console_shows_the_urls_the_sign_in_and_job_events_but_not_periodic_maintenance(launcher):
+    job_id = launcher.completes_a_job()
+    time.sleep(3)  # three sweeps (one a second) that must not show
+    console, terminal = launcher.console(), launcher.terminal()
+    assert f"web:    {launcher.url}/" in console and f"api:    {launcher.url}/api/v1/" in console
+    assert f"password in {launcher.data / 'admin-password'}" in console
+    # One line per transition of the job, from the web (queued) and the worker (claimed, completed).
+    for move in ("from=CREATED to=QUEUED", "from=QUEUED to=PROCESSING", "from=PROCESSING to=COMPLETED"):
+        assert len([line for line in terminal.splitlines() if job_id in line and move in line]) == 1, move
+    assert "Sending due task" not in terminal and "jobs.sweep[" not in terminal  # beat's and the worker's
+    assert "-------------- worker@" not in terminal  # no start-up banner
+
+
 def test_make_run_restarts_a_killed_worker_and_keeps_serving(launcher):
     worker = launcher.child(is_worker)
     os.killpg(worker.pid, signal.SIGKILL)  # the worker and its pool, like a machine losing them
@@ -166,6 +195,8 @@ def test_ctrl_c_stops_every_process_make_run_started_with_exit_code_0(fresh_laun
     # A completed job: the worker has finished starting (a worker stopped while it boots
     # prints Celery's own traceback).
     fresh_launcher.completes_a_job()
+    # A job running when Ctrl-C comes: the worker's warm shutdown finishes it (about 2 s).
+    running = fresh_launcher.starts_a_slow_job()
     started = psutil.Process(fresh_launcher.proc.pid).children(recursive=True)
     assert any(map(is_worker, started)) and any(map(is_postmaster, started))
     stderr_before = fresh_launcher.err.stat().st_size
@@ -181,5 +212,7 @@ def test_ctrl_c_stops_every_process_make_run_started_with_exit_code_0(fresh_laun
         except psutil.NoSuchProcess:
             pass
     assert still_running == []
-    assert "Traceback" not in fresh_launcher.err.read_bytes()[stderr_before:].decode(errors="replace")
+    after = fresh_launcher.err.read_bytes()[stderr_before:].decode(errors="replace")
+    assert "Traceback" not in after and "WorkerLostError" not in after
+    assert f"job_id={running} from=PROCESSING to=COMPLETED" in after
     assert fresh_launcher.console().rstrip().endswith("stopped.")

@@ -3,15 +3,18 @@ import uuid
 from django.core.management.base import BaseCommand, CommandError
 
 from jobs.errors import JobError
-from jobs.models import DeadLetter, JobState
+from jobs.models import DeadLetter, Job, JobState
 from jobs.services.actions import dead_letter_replay
+from processors import all_processors
 
+from ._follow import EXIT_USAGE
 from ._options import parse_since
 
 
 class Command(BaseCommand):
     help = ("Replay DEAD jobs from their dead letters (queue them again with fresh attempts). Needs a filter "
-            "(--job-type, --since, --id) or --all. Replaying is idempotent: a job no longer DEAD is skipped.")
+            "(--job-type, --since, --id) or --all. Replaying is idempotent: a job no longer DEAD is skipped. "
+            "An unknown --job-type is refused with the known ones (exit code 2).")
 
     def add_arguments(self, parser):
         parser.add_argument("--job-type", help="only jobs of this type")
@@ -25,12 +28,14 @@ class Command(BaseCommand):
     def handle(self, *args, job_type, since, ids, dry_run, limit, **options):
         if not (job_type or since or ids or options["all"]):
             raise CommandError("refusing to replay without a filter: give --job-type, --since, --id, or --all")
+        if job_type:
+            self._check_job_type(job_type)
         if limit is not None and limit < 1:
-            raise CommandError("--limit must be at least 1")
+            raise CommandError("--limit must be at least 1", returncode=EXIT_USAGE)
         try:
             job_ids = [uuid.UUID(value) for value in ids]
         except ValueError as exc:
-            raise CommandError(f"--id: not a job id: {exc}") from None
+            raise CommandError(f"--id: not a job id: {exc}", returncode=EXIT_USAGE) from None
 
         letters = DeadLetter.objects.filter(job__state=JobState.DEAD).select_related("job").order_by("died_at")
         if job_type:
@@ -65,3 +70,14 @@ class Command(BaseCommand):
             self.stdout.write(f"dry run: would replay {replayed} job(s); nothing changed")
         else:
             self.stdout.write(f"replayed {replayed} job(s), skipped {skipped}")
+
+    @staticmethod
+    def _check_job_type(job_type: str) -> None:
+        """A misspelt type would match nothing and replay nothing, silently: refuse it. Known
+        are the registered types and any type a job has, so dead jobs of a retired type can
+        still be replayed by name."""
+        known = {p.job_type for p in all_processors()}
+        if job_type in known or Job.objects.filter(job_type=job_type).exists():
+            return
+        raise CommandError(f"--job-type {job_type!r}: unknown job type; known types: {', '.join(sorted(known))}",
+                           returncode=EXIT_USAGE)

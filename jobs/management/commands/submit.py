@@ -1,5 +1,5 @@
 import json
-import time
+import signal
 from pathlib import Path
 
 from django.conf import settings
@@ -10,26 +10,18 @@ from tqdm.utils import CallbackIOWrapper
 
 import storage
 from jobs.errors import JobError
-from jobs.models import Job, JobState
 from jobs.services.create import job_create_from_file
 from processors import ProcessorError, get_processor
 
-POLL_SECONDS = 0.2
-EXIT_CODES = {JobState.COMPLETED: 0, JobState.FAILED: 2, JobState.DEAD: 3, JobState.CANCELLED: 4}
-EXIT_TIMEOUT = 5
-
-
-class _Stream:
-    """Lets tqdm draw on the command's stderr: no newline per write, and not in error red."""
-
-    def __init__(self, wrapper):
-        self.wrapper = wrapper
-
-    def write(self, text: str) -> None:
-        self.wrapper.write(text, style_func=lambda s: s, ending="")
-
-    def flush(self) -> None:
-        self.wrapper.flush()
+from ._follow import (
+    EXIT_CODES_HELP,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    Stream,
+    follow,
+    print_json,
+    quiet_logging,
+)
 
 
 def parse_params(pairs: list[str]) -> dict:
@@ -38,7 +30,7 @@ def parse_params(pairs: list[str]) -> dict:
     for pair in pairs:
         name, sep, raw = pair.partition("=")
         if not sep or not name.strip():
-            raise CommandError(f"--param {pair!r}: expected NAME=VALUE")
+            raise CommandError(f"--param {pair!r}: expected NAME=VALUE", returncode=EXIT_USAGE)
         try:
             value = json.loads(raw)
         except ValueError:
@@ -47,9 +39,40 @@ def parse_params(pairs: list[str]) -> dict:
     return params
 
 
+class UploadInterrupt:
+    """The SIGINT handler while the file is sent. Ctrl-C before the last byte is read stops the
+    upload (the service aborts its multipart upload); any later one, and any while the
+    abort runs, waits until the service returns, so it never leaves a job half created or
+    says "no job" about a job that exists."""
+
+    def __init__(self):
+        self.armed = True
+        self.pending = False
+
+    def __call__(self, *_) -> None:
+        if self.armed:
+            self.armed = False
+            raise KeyboardInterrupt
+        self.pending = True
+
+
+class DisarmAtEnd:
+    """The file as the service reads it; at its end, Ctrl-C no longer stops the upload."""
+
+    def __init__(self, source, interrupt: UploadInterrupt):
+        self.source, self.interrupt = source, interrupt
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.source.read(size)
+        if not data:
+            self.interrupt.armed = False
+        return data
+
+
 class Command(BaseCommand):
-    help = ("Upload FILE to object storage and create a job on it. With --wait, follow the job to the end and "
-            "print its result. Exit codes: 0 COMPLETED, 2 FAILED, 3 DEAD, 4 CANCELLED, 5 timed out, 1 other errors.")
+    help = ("Upload FILE to object storage and create a job on it. Prints the job as JSON on stdout; with "
+            "--wait, follows the job (progress on stderr) and prints only its result JSON on stdout. "
+            + EXIT_CODES_HELP)
 
     def add_arguments(self, parser):
         parser.add_argument("file", help="the file to process")
@@ -57,10 +80,10 @@ class Command(BaseCommand):
         parser.add_argument("--param", action="append", default=[], dest="params", metavar="NAME=VALUE",
                             help="a job parameter (repeatable); JSON values are parsed, others are strings")
         parser.add_argument("--owner", help="username that owns the job (default: the first superuser)")
-        parser.add_argument("--wait", action="store_true", help="show progress, wait for the end, print the result")
+        parser.add_argument("--wait", action="store_true", help="follow the job to the end and print its result")
         parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait with --wait (default 600)")
 
-    def handle(self, *args, file, job_type, params, owner, wait, timeout, **options):
+    def handle(self, *args, file, job_type, params, owner, wait, timeout, verbosity, **options):
         # Everything that can be checked is checked before a byte is uploaded.
         path = Path(file)
         if not path.is_file():
@@ -69,60 +92,62 @@ class Command(BaseCommand):
         if size > settings.UPLOAD_MAX_BYTES:
             raise CommandError(f"{file}: {size} bytes is over the upload limit of {settings.UPLOAD_MAX_BYTES}")
         if timeout <= 0:
-            raise CommandError("--timeout must be positive")
+            raise CommandError("--timeout must be positive", returncode=EXIT_USAGE)
         try:
             processor = get_processor(job_type)
             clean = processor.validate_params(parse_params(params))
         except ProcessorError as exc:
-            raise CommandError(exc.message) from None
+            raise CommandError(exc.message, returncode=EXIT_USAGE) from None
         user = self._owner(owner)
 
+        with quiet_logging(verbosity):
+            job = self._upload(path, size=size, job_type=job_type, params=clean, user=user, verbosity=verbosity)
+            if verbosity >= 1:
+                self.stderr.write(f"job {job.id} created: {job_type} on {path.name} ({size} bytes) "
+                                  f"as {user.get_username()}", style_func=lambda s: s)
+            if not wait:
+                print_json(self.stdout, {"id": str(job.id), "job_type": job.job_type, "state": job.state,
+                                         "input_name": job.input_name, "input_size": job.input_size})
+                return
+            follow(job, timeout=timeout, stdout=self.stdout, stderr=self.stderr, verbosity=verbosity)
+
+    def _upload(self, path: Path, *, size: int, job_type: str, params: dict, user, verbosity: int):
         # The service stores the file, creates the job, and deletes the object again if the
-        # job cannot be created.
+        # job cannot be created; an interrupted upload aborts its multipart upload.
+        previous = signal.getsignal(signal.SIGINT)
+        interrupt = UploadInterrupt()
+        ours = previous is signal.default_int_handler  # Ctrl-C is ours to handle (not under a test runner's)
+        if ours:
+            signal.signal(signal.SIGINT, interrupt)
         try:
-            with tqdm(total=size, unit="B", unit_scale=True, desc="upload", disable=not wait,
-                      file=_Stream(self.stderr)) as bar, path.open("rb") as source:
-                job = job_create_from_file(owner=user, job_type=job_type, params=clean, filename=path.name,
-                                           fileobj=CallbackIOWrapper(bar.update, source, "read")).job
+            with tqdm(total=size, unit="B", unit_scale=True, desc="upload", disable=verbosity < 1,
+                      file=Stream(self.stderr)) as bar, path.open("rb") as source:
+                reader = CallbackIOWrapper(bar.update, DisarmAtEnd(source, interrupt), "read")
+                job = job_create_from_file(owner=user, job_type=job_type, params=params, filename=path.name,
+                                           fileobj=reader).job
+        except KeyboardInterrupt:
+            raise CommandError("interrupted: upload aborted, no job created", returncode=EXIT_INTERRUPTED) from None
         except (OSError, storage.StorageError) as exc:
             raise CommandError(f"upload failed: {exc}") from None
         except JobError as exc:
             raise CommandError(f"job not created: {exc.message}") from None
-        self.stdout.write(f"job {job.id} created: {job_type} on {path.name} ({size} bytes) as {user.get_username()}")
-        if wait:
-            self._wait(job, timeout)
+        finally:
+            if ours:
+                signal.signal(signal.SIGINT, previous)
+        if interrupt.pending:
+            raise CommandError(f"interrupted: job {job.id} was created and keeps running; follow it with: "
+                               f"manage.py watch {job.id}", returncode=EXIT_INTERRUPTED)
+        return job
 
     def _owner(self, username: str | None):
         User = get_user_model()
         if username:
             user = User.objects.filter(username=username).first()
             if user is None:
-                raise CommandError(f"--owner: no user named {username!r}")
+                raise CommandError(f"--owner: no user named {username!r}", returncode=EXIT_USAGE)
             return user
         user = User.objects.filter(is_superuser=True, is_active=True).order_by("pk").first()
         if user is None:
             raise CommandError("no superuser exists to own the job: pass --owner USERNAME "
                                "(or create one: manage.py createsuperuser / bootstrap_admin)")
         return user
-
-    def _wait(self, job: Job, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        with tqdm(total=job.progress_total or None, unit="B", unit_scale=True, desc="job",
-                  file=_Stream(self.stderr)) as bar:
-            state = None
-            while True:
-                job.refresh_from_db()
-                if job.state != state:
-                    state = job.state
-                    bar.set_postfix_str(state)
-                bar.update(max(0, job.progress_bytes - bar.n))
-                if job.is_terminal or time.monotonic() > deadline:
-                    break
-                time.sleep(POLL_SECONDS)
-        if not job.is_terminal:
-            raise CommandError(f"job {job.id} is still {job.state} after {timeout:g}s", returncode=EXIT_TIMEOUT)
-        if job.state == JobState.COMPLETED:
-            self.stdout.write(json.dumps(job.result, indent=2, sort_keys=True))
-            return
-        raise CommandError(f"job {job.id} is {job.state}: {job.error_code}: {job.error_message}",
-                           returncode=EXIT_CODES[job.state])

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import DatabaseError, connection
 
+from jobs import metrics_export
 from jobs.sweeper import sweep
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ class Command(BaseCommand):
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+        if settings.SWEEPER_METRICS_PORT:
+            metrics_export.serve_process_metrics(port=settings.SWEEPER_METRICS_PORT, addr=settings.WORKER_METRICS_ADDR)
         self.stdout.write(f"sweeping every {interval:g}s")
         while not stop.is_set():
             try:

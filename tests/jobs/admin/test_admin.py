@@ -20,14 +20,14 @@ def _act(client, url, action, objects):
     return client.post(url, {"action": action, "_selected_action": [str(o.pk) for o in objects]}, follow=True)
 
 
-def test_job_changelist_renders_with_filters_for_state_type_owner_and_date(admin_client, user, other_user,
-                                                                           make_job):
-    make_job(user)
-    make_job(other_user, JobState.FAILED)  # a filter shows once it has two choices
+def test_job_changelist_shows_file_owner_type_state_attempts_and_times_to_the_second(admin_client, user, make_job):
+    job = make_job(user, JobState.FAILED)
     html = admin_client.get(JOBS).content.decode()
-    for heading in ("By state", "By job type", "By owner", "By created at"):
+    for heading in ("By state", "By job type", "By retry", "By created at"):
         assert heading in html
-    assert "CSV_ROW_COUNT" in html and user.username in html
+    assert "input.csv" in html and user.username in html and "CSV_ROW_COUNT" in html and "FAILED" in html
+    assert "1/5" in html  # attempts of max_attempts
+    assert job.created_at.strftime("%Y-%m-%d %H:%M:%S") in html
 
 
 def test_job_changelist_filters_by_state(admin_client, user, make_job):
@@ -36,14 +36,36 @@ def test_job_changelist_filters_by_state(admin_client, user, make_job):
     assert str(failed.id) in html and str(created.id) not in html
 
 
-def test_job_search_finds_by_owner_username_key_and_id(admin_client, user, other_user, make_job):
-    mine, theirs = make_job(user), make_job(other_user)
-    by_owner = admin_client.get(JOBS, {"q": other_user.username}).content.decode()
-    assert str(theirs.id) in by_owner and str(mine.id) not in by_owner
-    by_key = admin_client.get(JOBS, {"q": mine.input_key.rsplit("/", 2)[-2]}).content.decode()
-    assert str(mine.id) in by_key and str(theirs.id) not in by_key
-    by_id = admin_client.get(JOBS, {"q": str(theirs.id)}).content.decode()
-    assert str(theirs.id) in by_id and str(mine.id) not in by_id
+def test_job_changelist_filters_by_job_type(admin_client, user, make_job):
+    csv = make_job(user)
+    html = admin_client.get(JOBS, {"job_type": "JSON_CANONICALIZE"}).content.decode()
+    assert str(csv.id) not in html
+    assert str(csv.id) in admin_client.get(JOBS, {"job_type": "CSV_ROW_COUNT"}).content.decode()
+
+
+def test_job_changelist_does_not_count_the_whole_table(admin_client, user, make_job):
+    make_job(user)
+    response = admin_client.get(JOBS)
+    assert response.status_code == 200
+    assert response.context["cl"].full_result_count is None  # no "of N total", no count(*) of every job
+    assert response.context["cl"].result_count == 1  # small results are still counted exactly
+
+
+def test_job_search_finds_by_id_id_prefix_file_name_and_owner(admin_client, user, other_user, make_job):
+    mine, theirs = make_job(user, name="quarterly-report.csv"), make_job(other_user)
+    for term in (str(theirs.id), str(theirs.id)[:8], str(theirs.id)[:13], other_user.username):
+        html = admin_client.get(JOBS, {"q": term}).content.decode()
+        assert str(theirs.id) in html and str(mine.id) not in html, term
+    for term in ("quarterly", "REPORT.CSV", "ly-rep"):
+        html = admin_client.get(JOBS, {"q": term}).content.decode()
+        assert str(mine.id) in html and str(theirs.id) not in html, term
+
+
+def test_a_search_matching_nothing_or_too_short_is_an_empty_page_not_an_error(admin_client, user, make_job):
+    job = make_job(user)
+    for term in ("zz", "no-such-file", "0000", "%", "'; drop table"):
+        response = admin_client.get(JOBS, {"q": term})
+        assert response.status_code == 200 and str(job.id) not in response.content.decode(), term
 
 
 def test_job_change_page_shows_the_timeline_and_a_presigned_input_link(admin_client, user, make_job):
@@ -77,6 +99,19 @@ def test_retry_action_queues_failed_jobs_and_says_why_others_were_refused(admin_
     assert Job.objects.get(pk=failed.pk).events.last().actor == "admin:operator"
 
 
+def test_retry_is_not_done_where_it_cannot_help_and_the_job_page_says_why(admin_client, user, make_job):
+    hopeless = make_job(user, JobState.FAILED)
+    Job.objects.filter(pk=hopeless.pk).update(error_code="malformed_csv")
+    msgs = _messages(_act(admin_client, JOBS, "retry_jobs", [hopeless]))
+    assert len(msgs) == 1 and msgs[0].startswith(f"{hopeless.id}: not retried: retrying cannot help")
+    assert Job.objects.get(pk=hopeless.pk).state == JobState.FAILED
+    page = admin_client.get(f"{JOBS}{hopeless.pk}/change/").content.decode()
+    assert "retrying cannot help" in page
+    useless = admin_client.get(JOBS, {"retry": "useless"}).content.decode()
+    assert str(hopeless.id) in useless
+    assert str(hopeless.id) not in admin_client.get(JOBS, {"retry": "helps"}).content.decode()
+
+
 def test_cancel_action_cancels_queued_flags_running_and_refuses_finished(admin_client, user, make_job):
     queued, running, failed = (make_job(user, JobState.QUEUED), make_job(user, JobState.PROCESSING),
                                make_job(user, JobState.FAILED))
@@ -103,6 +138,7 @@ def test_dead_letter_list_and_page_show_reason_and_preformatted_traceback(admin_
     letter = DeadLetter.objects.get(job=job)
     listing = admin_client.get(LETTERS).content.decode()
     assert "attempts exhausted" in listing and str(job.id) in listing
+    assert letter.died_at.strftime("%Y-%m-%d %H:%M:%S") in listing
     page = admin_client.get(f"{LETTERS}{letter.pk}/change/").content.decode()
     assert "<pre" in page and "Traceback: boom" in page
 
@@ -138,3 +174,14 @@ def test_a_non_staff_user_is_sent_to_the_admin_login(client, user, make_job):
     response = client.post(JOBS, {"action": "cancel_jobs", "_selected_action": [str(job.pk)]})
     assert response.status_code == 302
     assert Job.objects.get(pk=job.pk).state == JobState.CREATED
+
+
+def test_dead_letter_search_by_job_id_prefix_reason_and_owner(admin_client, user, other_user, make_job):
+    mine, theirs = make_job(user, JobState.DEAD), make_job(other_user, JobState.DEAD)
+    for term in (str(theirs.id)[:8], other_user.username):
+        html = admin_client.get(LETTERS, {"q": term}).content.decode()
+        assert str(theirs.id) in html and str(mine.id) not in html, term
+    both = admin_client.get(LETTERS, {"q": "exhausted"}).content.decode()
+    assert str(mine.id) in both and str(theirs.id) in both
+    response = admin_client.get(LETTERS, {"job__job_type": "CSV_ROW_COUNT"})
+    assert response.status_code == 200 and response.context["cl"].full_result_count is None

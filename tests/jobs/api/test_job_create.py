@@ -31,6 +31,19 @@ def test_create_with_input_object_key_returns_201_and_the_created_job(api, user,
     assert [(e["from"], e["to"]) for e in body["events"]] == [("", "CREATED"), ("CREATED", "QUEUED")]
 
 
+def test_create_answers_with_a_location_header_naming_the_job(api, user, upload):
+    key = upload(user, CSV)
+    created = api.post(URL, {"job_type": "CSV_ROW_COUNT", "input_object_key": key}, format="json",
+                       HTTP_IDEMPOTENCY_KEY="location-1")
+    assert created.status_code == 201
+    location = created["Location"]
+    assert location == f"http://testserver/api/v1/jobs/{created.json()['id']}/"
+    assert api.get(location).json()["id"] == created.json()["id"]
+    repeat = api.post(URL, {"job_type": "CSV_ROW_COUNT", "input_object_key": key}, format="json",
+                      HTTP_IDEMPOTENCY_KEY="location-1")
+    assert repeat.status_code == 200 and "Location" not in repeat  # nothing was created
+
+
 def test_create_with_input_metadata_names_bucket_and_key(api, user, upload):
     key = upload(user, CSV)
     response = api.post(URL, {"job_type": "CSV_ROW_COUNT", "params": {"delimiter": ";"},

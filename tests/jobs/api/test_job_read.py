@@ -1,4 +1,4 @@
-"""GET /api/v1/jobs/ and /api/v1/jobs/<id>/: only your own jobs, filters, pagination, events."""
+"""GET /api/v1/jobs/ and /api/v1/jobs/<id>/: only your own jobs, filters, cursor pagination, events."""
 
 from __future__ import annotations
 
@@ -16,11 +16,17 @@ pytestmark = pytest.mark.django_db
 URL = "/api/v1/jobs/"
 
 
+def listed(api, **query) -> list[dict]:
+    response = api.get(URL, query)
+    assert response.status_code == 200, response.content
+    return response.json()["results"]
+
+
 def test_list_shows_only_your_own_jobs_newest_first(api, user, other_user, make_job):
     mine = [make_job(user), make_job(user)]
     make_job(other_user)
     body = api.get(URL).json()
-    assert body["count"] == 2
+    assert set(body) == {"next", "previous", "results"}
     assert [j["id"] for j in body["results"]] == [str(mine[1].id), str(mine[0].id)]
 
 
@@ -38,18 +44,18 @@ def test_list_filters_by_state_and_type(api, user, make_job):
     body = api.get(URL, {"state": "FAILED"}).json()
     assert [j["id"] for j in body["results"]] == [str(failed.id)]
     assert body["results"][0]["error"] == {"code": "bad_input", "message": "line 3: broken"}
-    assert api.get(URL, {"job_type": "CSV_ROW_COUNT"}).json()["count"] == 2
-    assert api.get(URL, {"job_type": "JSON_CANONICALIZE"}).json()["count"] == 0
+    assert len(listed(api, job_type="CSV_ROW_COUNT")) == 2
+    assert listed(api, job_type="JSON_CANONICALIZE") == []
 
 
 def test_list_filters_by_creation_date(api, user, make_job):
     make_job(user)
     today = timezone.now().date()
-    assert api.get(URL, {"created_after": today.isoformat()}).json()["count"] == 1
-    assert api.get(URL, {"created_before": today.isoformat()}).json()["count"] == 0
+    assert len(listed(api, created_after=today.isoformat())) == 1
+    assert listed(api, created_before=today.isoformat()) == []
     tomorrow = (timezone.now() + timedelta(days=1)).isoformat()
-    assert api.get(URL, {"created_after": tomorrow}).json()["count"] == 0
-    assert api.get(URL, {"created_before": tomorrow}).json()["count"] == 1
+    assert listed(api, created_after=tomorrow) == []
+    assert len(listed(api, created_before=tomorrow)) == 1
 
 
 @pytest.mark.parametrize("query, field", [
@@ -66,16 +72,52 @@ def test_list_with_a_bad_filter_is_400_naming_it(api, query, field):
     assert error["code"] == "invalid_filter" and field in error["details"]
 
 
-def test_list_is_paginated(api, user, make_job, settings):
+def test_list_pages_follow_next_and_previous_cursors_newest_first(api, user, make_job, settings):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "PAGE_SIZE": 2}
+    jobs = [make_job(user) for _ in range(5)]
+    newest_first = [str(job.id) for job in reversed(jobs)]
+    first = api.get(URL).json()
+    assert [j["id"] for j in first["results"]] == newest_first[:2] and first["previous"] is None
+    second = api.get(first["next"]).json()
+    assert [j["id"] for j in second["results"]] == newest_first[2:4]
+    third = api.get(second["next"]).json()
+    assert [j["id"] for j in third["results"]] == newest_first[4:] and third["next"] is None
+    back = api.get(third["previous"]).json()
+    assert [j["id"] for j in back["results"]] == newest_first[2:4]
+
+
+def test_page_size_is_kept_across_pages_and_capped_at_100(api, user, make_job):
     for _ in range(3):
         make_job(user)
+    first = api.get(URL, {"page_size": 1}).json()
+    assert len(first["results"]) == 1 and "page_size=1" in first["next"]
+    assert len(api.get(first["next"]).json()["results"]) == 1
+    assert len(api.get(URL, {"page_size": 1000}).json()["results"]) == 3
+
+
+def test_a_page_keeps_its_place_when_newer_jobs_arrive(api, user, make_job, settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "PAGE_SIZE": 2}
+    jobs = [make_job(user) for _ in range(4)]
     first = api.get(URL).json()
-    assert first["count"] == 3 and len(first["results"]) == 2 and first["next"]
-    second = api.get(URL, {"page": 2}).json()
-    assert len(second["results"]) == 1 and second["next"] is None
-    response = api.get(URL, {"page": 9})
-    assert response.status_code == 404 and error_of(response)["code"] == "not_found"
+    make_job(user)  # a new job on top must not push an old one onto the next page twice
+    second = api.get(first["next"]).json()
+    assert [j["id"] for j in second["results"]] == [str(jobs[1].id), str(jobs[0].id)]
+
+
+def test_filters_are_kept_in_the_cursor_links(api, user, make_job, settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "PAGE_SIZE": 1}
+    failed = [make_job(user, JobState.FAILED) for _ in range(2)]
+    make_job(user)
+    first = api.get(URL, {"state": "FAILED"}).json()
+    second = api.get(first["next"]).json()
+    assert [j["id"] for j in first["results"] + second["results"]] == [str(failed[1].id), str(failed[0].id)]
+    assert second["next"] is None
+
+
+@pytest.mark.parametrize("cursor", ["garbage", "cD0yMDI0", "%00"])
+def test_a_cursor_this_server_did_not_make_is_400(api, cursor):
+    response = api.get(URL, {"cursor": cursor})
+    assert response.status_code == 400 and error_of(response)["code"] == "invalid_cursor"
 
 
 def test_detail_has_progress_events_attempts_and_timestamps(api, user, make_job):
@@ -105,7 +147,7 @@ def test_detail_of_an_unknown_or_malformed_id_is_404_json(api):
 
 def test_staff_see_only_their_own_jobs_in_the_api_too(staff_api, user, make_job):
     job = make_job(user)
-    assert staff_api.get(URL).json()["count"] == 0
+    assert staff_api.get(URL).json()["results"] == []
     assert staff_api.get(f"{URL}{job.id}/").status_code == 404
 
 
@@ -115,7 +157,7 @@ def test_anonymous_list_is_401(client):
 
 def test_list_and_detail_never_expose_other_users_rows_via_filters(api, other_user, make_job):
     make_job(other_user, JobState.FAILED)
-    assert api.get(URL, {"state": "FAILED"}).json()["count"] == 0
+    assert listed(api, state="FAILED") == []
     assert Job.objects.count() == 1
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from io import StringIO
 
 import pytest
@@ -10,7 +11,8 @@ from django.core.management import CommandError, call_command
 
 import storage
 from jobs.models import Job, JobState
-from tests.conftest import wait_for_state
+from jobs.services.actions import job_cancel
+from tests.conftest import wait_for_state, wait_until
 
 CSV = b"name,size\na,1\nb,2\nc,3\n"
 
@@ -80,13 +82,16 @@ class TestRefusesBeforeUploading:
 @pytest.mark.django_db
 def test_submit_uploads_the_file_and_creates_the_job_for_the_first_superuser(admin_user, make_user, csv_file):
     make_user("second-admin", staff=True)
-    out, _ = submit(str(csv_file), "--type", "CSV_ROW_COUNT", "--param", "has_header=false",
-                    "--param", "delimiter=,")
+    out, err = submit(str(csv_file), "--type", "CSV_ROW_COUNT", "--param", "has_header=false",
+                      "--param", "delimiter=,")
     job = Job.objects.get()
     assert job.owner == admin_user and job.input_name == "people.csv" and job.input_size == len(CSV)
     assert job.params["has_header"] is False and job.params["delimiter"] == ","  # JSON false, plain string
     assert storage.read_bytes(job.input_bucket, job.input_key, 1000) == CSV
-    assert f"job {job.id} created: CSV_ROW_COUNT on people.csv" in out
+    # stdout: the job alone, as JSON; the sentence for people goes to stderr.
+    assert json.loads(out) == {"id": str(job.id), "job_type": "CSV_ROW_COUNT", "state": job.state,
+                               "input_name": "people.csv", "input_size": len(CSV)}
+    assert f"job {job.id} created: CSV_ROW_COUNT on people.csv" in err
 
 
 @pytest.mark.django_db
@@ -96,35 +101,35 @@ def test_submit_for_a_named_owner(user, csv_file):
 
 
 @pytest.mark.django_db
-def test_submit_wait_exits_5_when_the_job_does_not_finish_in_time(admin_user, csv_file):
+def test_submit_wait_exits_6_when_the_job_does_not_finish_in_time(admin_user, csv_file):
     # No worker runs in this test, so the job cannot finish.
     with pytest.raises(CommandError, match="still") as failure:
         submit(str(csv_file), "--type", "CSV_ROW_COUNT", "--wait", "--timeout", "0.5")
-    assert failure.value.returncode == 5
+    assert failure.value.returncode == 6
+    assert f"manage.py watch {Job.objects.get().id}" in str(failure.value)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_submit_wait_end_to_end_prints_the_result_and_exits_0(worker, admin_user, csv_file):
+def test_submit_wait_end_to_end_prints_the_result_alone_and_exits_0(worker, admin_user, csv_file):
     out, err = submit(str(csv_file), "--type", "CSV_ROW_COUNT", "--wait", "--timeout", "60")
     job = Job.objects.get()
     assert job.state == JobState.COMPLETED
-    printed = json.loads(out.split("\n", 1)[1])
-    assert printed == job.result and printed["rows"] == 3
+    assert json.loads(out) == job.result and job.result["rows"] == 3
     assert "upload" in err and "job" in err and "COMPLETED" in err  # the progress bars
 
 
 @pytest.mark.django_db(transaction=True)
-def test_submit_wait_exits_2_when_the_job_fails(worker, admin_user, tmp_path):
+def test_submit_wait_exits_3_when_the_job_fails(worker, admin_user, tmp_path):
     bad = tmp_path / "broken.json"
     bad.write_bytes(b'{"a": [1, 2')
     with pytest.raises(CommandError, match="FAILED") as failure:
         submit(str(bad), "--type", "JSON_CANONICALIZE", "--wait", "--timeout", "60")
-    assert failure.value.returncode == 2
+    assert failure.value.returncode == 3
     assert wait_for_state(Job.objects.get().id, JobState.FAILED, timeout=1).error_message in str(failure.value)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_submit_wait_exits_3_when_the_job_dies(celery_process, admin_user, csv_file):
+def test_submit_wait_exits_4_when_the_job_dies(celery_process, admin_user, csv_file):
     # Attempts used up in one go: the worker kills itself, the sweeper finds the expired
     # lease, and with max attempts reached the job is DEAD.
     celery_process("worker", concurrency=1)
@@ -133,21 +138,32 @@ def test_submit_wait_exits_3_when_the_job_dies(celery_process, admin_user, csv_f
 
     with override_settings(JOB_MAX_ATTEMPTS=1), pytest.raises(CommandError, match="DEAD") as failure:
         submit(str(csv_file), "--type", "TEST_KILL_WORKER", "--wait", "--timeout", "60")
-    assert failure.value.returncode == 3
+    assert failure.value.returncode == 4
 
 
 @pytest.mark.django_db(transaction=True)
-def test_manage_py_submit_wait_as_a_process_exits_0_and_prints_the_result(worker, admin_user, csv_file):
-    import subprocess
-    import sys
+def test_submit_wait_exits_5_when_the_job_is_cancelled(admin_user, csv_file):
+    # No worker: the job waits QUEUED until its owner cancels it from elsewhere.
+    def cancel_when_created():
+        job = wait_until(lambda: Job.objects.filter(state=JobState.QUEUED).first(), what="a queued job")
+        job_cancel(job=job, actor="test")
 
-    from tests.conftest import ROOT, subprocess_env
+    canceller = threading.Thread(target=cancel_when_created)
+    canceller.start()
+    try:
+        with pytest.raises(CommandError, match="CANCELLED") as failure:
+            submit(str(csv_file), "--type", "CSV_ROW_COUNT", "--wait", "--timeout", "60")
+    finally:
+        canceller.join()
+    assert failure.value.returncode == 5
 
-    done = subprocess.run([sys.executable, "manage.py", "submit", str(csv_file), "--type", "CSV_ROW_COUNT",
-                           "--param", "has_header=true", "--wait", "--timeout", "60"],
-                          cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.split("\n", 1)[1])["rows"] == 3
-    missing = subprocess.run([sys.executable, "manage.py", "submit", "nope.csv", "--type", "CSV_ROW_COUNT"],
-                             cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=60, check=False)
-    assert missing.returncode == 1 and "CommandError: nope.csv: no such file" in missing.stderr
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("args", [["--type", "NOPE"], ["--type", "CSV_ROW_COUNT", "--param", "colour=red"],
+                                  ["--type", "CSV_ROW_COUNT", "--owner", "ghost"],
+                                  ["--type", "CSV_ROW_COUNT", "--timeout", "0"]])
+def test_a_wrong_command_line_is_exit_code_2(admin_user, csv_file, args):
+    with pytest.raises(CommandError) as failure:
+        submit(str(csv_file), *args)
+    assert failure.value.returncode == 2
+

@@ -111,7 +111,7 @@ def test_a_declared_size_over_the_limit_is_413_before_any_byte_is_read(web, user
             reply += piece
     reply = reply.decode()
     assert reply.startswith("HTTP/1.1 413"), reply
-    assert '"code": "too_large"' in reply and str(TEST_UPLOAD_MAX_BYTES) in reply
+    assert '"code":"too_large"' in reply and str(TEST_UPLOAD_MAX_BYTES) in reply
     assert stored_keys(user) == [] and open_uploads(user) == []
 
 

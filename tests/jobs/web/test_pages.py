@@ -117,6 +117,8 @@ def test_a_new_user_sees_how_to_start(signed_in):
 
 # --- job detail ------------------------------------------------------------------------------
 
+# Committed rows: the in-process runner's heartbeat thread must see the job on its own connection.
+@pytest.mark.django_db(transaction=True)
 def test_the_job_page_shows_state_attempts_timeline_result_and_download(signed_in, user, make_job):
     job = make_job(user, "COMPLETED")
     content = signed_in.get(f"/jobs/{job.id}/").content.decode()
@@ -141,12 +143,19 @@ def test_a_job_without_progress_for_the_stall_time_has_a_stalled_badge_on_its_pa
     assert badged == {str(stalled.id)}
 
 
-def test_a_failed_job_page_shows_its_error_and_a_retry_button(signed_in, user, make_job):
+def test_a_job_failed_by_its_input_shows_the_error_and_why_there_is_no_retry(signed_in, user, make_job):
     job = make_job(user, "FAILED", data=b"a,b\n\xff\xfe,1\n", run=True)
     content = signed_in.get(f"/jobs/{job.id}/").content.decode()
     assert job.error_message and job.error_message[:40] in content.replace("&#x27;", "'")
-    assert f'action="/jobs/{job.id}/retry"' in content
+    assert f'action="/jobs/{job.id}/retry"' not in content
+    assert "No Retry: the input cannot be processed as it is" in content
     assert "Cancel job" not in content
+
+
+def test_a_dead_job_page_offers_a_retry(signed_in, user, make_job):
+    job = make_job(user, "DEAD")
+    content = signed_in.get(f"/jobs/{job.id}/").content.decode()
+    assert f'action="/jobs/{job.id}/retry"' in content
 
 
 def test_another_users_job_page_is_a_404(client, other_user, user, make_job):
@@ -194,12 +203,19 @@ def test_another_user_cannot_cancel_or_retry_a_job(client, user, other_user, mak
     assert Job.objects.get(pk=failed.pk).state == JobState.FAILED
 
 
-def test_retrying_a_failed_job_queues_it_again(signed_in, user, make_job):
-    job = make_job(user, "FAILED", data=b"\xff\xfe\x00", run=True)
+def test_retrying_a_dead_job_queues_it_again(signed_in, user, make_job):
+    job = make_job(user, "DEAD")
     response = signed_in.post(f"/jobs/{job.id}/retry", follow=True)
     assert b"Job queued again." in response.content
     job.refresh_from_db()
     assert (job.state, job.attempts, job.error_message) == (JobState.QUEUED, 0, "")
+
+
+def test_retrying_a_job_failed_by_its_input_is_refused_with_the_reason(signed_in, user, make_job):
+    job = make_job(user, "FAILED", data=b"\xff\xfe\x00", run=True)
+    response = signed_in.post(f"/jobs/{job.id}/retry", follow=True)
+    assert b"retrying cannot help: the input cannot be processed as it is" in response.content
+    assert Job.objects.get(pk=job.pk).state == JobState.FAILED
 
 
 def test_retrying_a_completed_job_is_refused_with_a_message(signed_in, user, make_job):

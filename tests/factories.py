@@ -14,6 +14,7 @@ from datetime import timedelta
 import factory
 import pytest
 from django.contrib.auth import get_user_model
+from django.test import override_settings
 from django.utils import timezone
 from factory.django import DjangoModelFactory
 
@@ -79,7 +80,10 @@ def job_in_state(owner, state: str = S.CREATED, *, input_key: str, run: bool = F
     if state == S.CANCELLED:
         return job_cancel(job=job, actor="test")
     if state == S.COMPLETED or (state == S.FAILED and run):
-        runner.job_run(job_id=job.id, worker="test-inprocess")
+        # The heartbeat beats on its own connection, which cannot see a job still inside the
+        # test's transaction: on a slow machine it would find the claim gone and stop the run.
+        with override_settings(JOB_HEARTBEAT_SECONDS=3600):
+            runner.job_run(job_id=job.id, worker="test-inprocess")
         job.refresh_from_db()
         assert job.state == state, (job.state, job.error_message)
         return job

@@ -37,6 +37,7 @@ from .services import (
     SIGN_BATCH_MAX,
     UploadResult,
     clean_content_type,
+    session_abort,
     storage_failure,
     too_large,
 )
@@ -282,11 +283,5 @@ def object_location(bucket: str, key: str) -> str:
 def s3_multipart_abort(*, owner, upload_id: str, key: str) -> None:
     with transaction.atomic():
         session = _session(owner=owner, upload_id=upload_id, key=key, lock=True)
-        try:
-            multipart.abort(session.bucket, session.key, session.s3_upload_id)
-        except storage.ObjectNotFound:
-            pass  # already gone on the server (e.g. its lifecycle rule): the goal is reached
-        except storage.StorageError as exc:
-            raise storage_failure(exc) from exc
-        _finish(session, UploadSession.Status.ABORTED)
+        session_abort(session)
     logger.info("upload.resumable_aborted key=%s", session.key)

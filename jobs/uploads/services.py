@@ -264,14 +264,20 @@ def multipart_complete(*, owner, upload_id, parts) -> UploadResult:
                         etag=etag or info.etag, sha256=None, filename=session.filename)
 
 
+def session_abort(session: UploadSession) -> None:
+    """Aborts a session's multipart upload on the server and marks it ABORTED; the caller
+    holds the row locked."""
+    try:
+        multipart.abort(session.bucket, session.key, session.s3_upload_id)
+    except storage.ObjectNotFound:
+        pass  # already gone on the server (e.g. its lifecycle rule): the goal is reached
+    except storage.StorageError as exc:
+        raise storage_failure(exc) from exc
+    _finish(session, UploadSession.Status.ABORTED)
+
+
 def multipart_abort(*, owner, upload_id) -> None:
     with transaction.atomic():
         session = _open_session(owner=owner, upload_id=upload_id, lock=True)
-        try:
-            multipart.abort(session.bucket, session.key, session.s3_upload_id)
-        except storage.ObjectNotFound:
-            pass  # already gone on the server (e.g. its lifecycle rule): the goal is reached
-        except storage.StorageError as exc:
-            raise storage_failure(exc) from exc
-        _finish(session, UploadSession.Status.ABORTED)
+        session_abort(session)
     logger.info("upload.direct_aborted id=%s key=%s", session.id, session.key)

@@ -39,7 +39,8 @@ class Job(models.Model):
     input_size = models.BigIntegerField(default=0)
     input_etag = models.CharField(max_length=128, blank=True)
 
-    state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.CREATED, db_index=True)
+    # Searched through job_state_lease and the owner indexes, which lead with it where it matters.
+    state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.CREATED)
     attempts = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=5)
     worker_deaths = models.PositiveIntegerField(default=0, help_text="leases that expired: its worker died")
@@ -52,7 +53,7 @@ class Job(models.Model):
     result = models.JSONField(null=True, blank=True)
     result_keys = models.JSONField(default=list, blank=True)
 
-    celery_task_id = models.CharField(max_length=255, blank=True, db_index=True)
+    celery_task_id = models.CharField(max_length=255, blank=True)  # read with its row, never searched
     task_ids = models.JSONField(default=list, blank=True)
     # Who holds the job while PROCESSING: a fresh token per claim, so a worker that lost its
     # lease cannot complete a job someone else has since claimed.

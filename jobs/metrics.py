@@ -8,7 +8,7 @@ prometheus-client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR) adds up every p
 files for the worker's exporter (jobs.metrics_export).
 
 Jobs by state is not a counter: `JobsCollector` counts the non-terminal states at scrape
-time with one grouped query over the state index, so its cost follows the backlog, not the
+time with one grouped query over job_state_lease (it leads with the state), so its cost follows the backlog, not the
 table. Terminal states are counted by the transitions counter instead.
 """
 
@@ -97,7 +97,7 @@ NON_TERMINAL_STATES = tuple(state for state in JobState.values if state not in T
 class JobsCollector(Collector):
     """jobplatform_jobs{state,type}: jobs in each non-terminal state, counted at scrape time.
 
-    One grouped COUNT over the state index, restricted to the non-terminal states: it reads
+    One grouped COUNT over job_state_lease, restricted to the non-terminal states: it reads
     the backlog and the running jobs, never the finished millions. A database that does not
     answer leaves the family out and says so in jobplatform_jobs_query_ok."""
 

@@ -4,7 +4,7 @@ queue wait over the last hour drawn as charts, dead letters, and the bulk action
 What the broker says comes from one probe at a time, in a thread with a hard deadline, so a
 dead or hung broker makes the page say "broker unreachable" within PROBE_DEADLINE_SECONDS
 instead of hanging it. What the database says is bounded: the last hour of JobEvents (a
-range on their created_at index) and counts of jobs by state (the state index).
+range on their created_at index) and counts of jobs by state (job_state_lease, which leads with the state).
 """
 
 from __future__ import annotations

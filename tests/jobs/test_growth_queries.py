@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from jobs import selectors, sweeper
 from jobs.models import Job
-from tests.jobs.api.conftest import token_client
+from tests.support.api import token_client
 
 pytestmark = pytest.mark.django_db
 JOBS = 20_000

@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 from tests.conftest import wait_until
 from tests.factories import CSV, make_job  # noqa: F401  (jobs in a given state, through the services)
+from tests.support.api import api, error_of, other_api, token_client  # noqa: F401
 
 LOOPBACK_ONLY = "127.0.0.1/32"
 # Short waits between attempts, so a retry schedule plays out in about a second.
@@ -86,24 +85,3 @@ def webhook_worker(celery_process):
     return celery_process("worker", extra_env=WORKER_ENV)
 
 
-def token_client(user) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
-    return client
-
-
-@pytest.fixture
-def api(user) -> APIClient:
-    return token_client(user)
-
-
-@pytest.fixture
-def other_api(other_user) -> APIClient:
-    return token_client(other_user)
-
-
-def error_of(response) -> dict:
-    body = response.json()
-    assert set(body) == {"error"}, body
-    assert set(body["error"]) == {"code", "message", "details"}, body
-    return body["error"]

@@ -16,6 +16,7 @@ from django.conf import settings
 import storage
 from devstack.servers import die_with_parent
 from tests.support.deadlines import within
+from tests.support.processes import terminate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -173,13 +174,7 @@ class WebServer:
         return httpx.Client(base_url=self.url, timeout=60, **kwargs)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
 
 
 @pytest.fixture
